@@ -1,0 +1,5 @@
+import sys
+
+from commandcentre.cli import main
+
+sys.exit(main())

@@ -1,0 +1,291 @@
+"""The daemon's lifecycle: load, serve, poll, reload, stop.
+
+Signals: SIGTERM/SIGINT stop (polls cancelled, sockets closed, exit 0);
+SIGHUP reloads, as ``POST /-/reload`` does. A reload that fails validation
+keeps the running config and records the failure in
+``commandcentre_config_last_reload_successful``. With ``NOTIFY_SOCKET`` set,
+systemd hears READY/RELOADING/STOPPING, and WATCHDOG only while polls are
+really completing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import signal
+import time
+
+import structlog
+from aiohttp import web
+
+from commandcentre import __version__
+from commandcentre.config import Config, ConfigError, load_config, parse_listen
+from commandcentre.http import build_app
+from commandcentre.logsetup import configure_logging
+from commandcentre.samples import Sample
+from commandcentre.sdnotify import Notifier
+from commandcentre.snmp.poller import PlannedModule, Poller
+from commandcentre.snmp.scheduler import Scheduler, plan_targets
+from commandcentre.snmp.types import SnmpClient
+from commandcentre.store import SampleStore
+
+log = structlog.get_logger("commandcentre")
+
+
+def _default_client() -> SnmpClient:
+    # Imported here so that only the daemon's start pulls in pysnmp.
+    from commandcentre.snmp.pysnmp_client import PysnmpClient
+
+    return PysnmpClient()
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        listen: str | None = None,
+        client: SnmpClient | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.config = config
+        self.listen = listen or config.http.listen
+        self.store = SampleStore()
+        self.client = client if client is not None else _default_client()
+        self.poller = Poller(self.client, self.store, config.snmp.max_in_flight)
+        self.scheduler = Scheduler(self.poller)
+        self.notifier = notifier or Notifier()
+        self.ready = False
+        self.bound: list[tuple[str, int]] = []
+        self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._planned: dict[str, PlannedModule] = {}
+        self.reload_ok = 1
+        self.reload_time = time.time()
+        self.reloads = {"success": 0, "failure": 0}
+        self._apply(config)
+
+    # ------------------------------------------------------------------ config
+
+    def _apply(self, config: Config) -> None:
+        plans = plan_targets(config)
+        self._planned = {m.name: m for p in plans.values() for m in p.modules}
+        self.config = config
+        self.poller.resize(config.snmp.max_in_flight)
+        added, removed, changed = self.scheduler.apply(plans)
+        log.info(
+            "config_applied",
+            file=config.source,
+            targets=len(config.snmp.targets),
+            added=added,
+            removed=removed,
+            changed=changed,
+        )
+
+    def planned_module(self, name: str) -> PlannedModule:
+        """A compiled module for on-demand probes (``/snmp``)."""
+        planned = self._planned.get(name)
+        if planned is None or planned.module is not self.config.snmp.modules[name]:
+            planned = PlannedModule.build(name, self.config.snmp.modules[name])
+            self._planned[name] = planned
+        return planned
+
+    async def reload(self) -> list[str]:
+        """Re-read the config file; apply it if valid. Returns the problems, if any."""
+        async with self._reload_lock:
+            self.notifier.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+            try:
+                new = await asyncio.to_thread(load_config, self.config.source)
+            except ConfigError as e:
+                self.reload_ok = 0
+                self.reloads["failure"] += 1
+                for p in e.problems:
+                    log.error(
+                        "config_reload_problem",
+                        file=p.file,
+                        key=p.path,
+                        problem=p.message,
+                        given=p.given,
+                    )
+                log.error("config_reload_failed", file=self.config.source, problems=len(e.problems))
+                self.notifier.notify("READY=1")
+                return [str(p) for p in e.problems]
+            if new.http.listen != self.config.http.listen:
+                log.warning(
+                    "config_http_listen_change_needs_restart",
+                    running=self.listen,
+                    configured=new.http.listen,
+                )
+            self._apply(new)
+            self.reload_ok = 1
+            self.reload_time = time.time()
+            self.reloads["success"] += 1
+            self.notifier.notify("READY=1")
+            return []
+
+    # ------------------------------------------------------------------ metrics
+
+    def self_samples(self) -> list[Sample]:
+        out = self.poller.self_samples()
+        out.append(
+            Sample(
+                "commandcentre_build_info",
+                (("version", __version__), ("python_version", platform.python_version())),
+                1,
+                "gauge",
+                "Build information of the running commandcentre.",
+            )
+        )
+        out.append(
+            Sample(
+                "commandcentre_config_last_reload_successful",
+                (),
+                self.reload_ok,
+                "gauge",
+                "1 if the last config load or reload succeeded, else 0.",
+            )
+        )
+        out.append(
+            Sample(
+                "commandcentre_config_last_reload_success_timestamp_seconds",
+                (),
+                self.reload_time,
+                "gauge",
+                "Unix time of the last successful config load or reload.",
+            )
+        )
+        for result, n in self.reloads.items():
+            out.append(
+                Sample(
+                    "commandcentre_config_reloads_total",
+                    (("result", result),),
+                    n,
+                    "counter",
+                    "Config reloads attempted, by result.",
+                )
+            )
+        out.append(
+            Sample(
+                "commandcentre_snmp_targets",
+                (),
+                len(self.config.snmp.targets),
+                "gauge",
+                "SNMP targets in the running config.",
+            )
+        )
+        out.append(
+            Sample(
+                "commandcentre_series",
+                (),
+                self.store.series_count(),
+                "gauge",
+                "Series held in the sample store (excluding these self-metrics).",
+            )
+        )
+        return out
+
+    def log_probe_failure(
+        self, target: str, modules: list[str], errors: list[str], seconds: float
+    ) -> None:
+        log.warning(
+            "snmp_probe_failed",
+            target=target,
+            modules=modules,
+            errors=errors,
+            seconds=round(seconds, 3),
+        )
+
+    # ------------------------------------------------------------------ running
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+
+        runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False)
+        await runner.setup()
+        host, port = parse_listen(self.listen)
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as e:
+            log.error("http_listen_failed", listen=self.listen, error=e.strerror)
+            await runner.cleanup()
+            await self.client.close()
+            return 1
+        self.bound = [(str(a[0]), int(a[1])) for a in runner.addresses]
+        self.scheduler.start()
+        self.ready = True
+        self.notifier.notify("READY=1", f"STATUS=polling {len(self.config.snmp.targets)} targets")
+        log.info("listening", listen=self.listen, addresses=[f"{h}:{p}" for h, p in self.bound])
+        watchdog = (
+            asyncio.create_task(self._watchdog()) if self.notifier.watchdog_interval else None
+        )
+        try:
+            await self._stop.wait()
+        finally:
+            log.info("stopping")
+            self.ready = False
+            self.notifier.notify("STOPPING=1")
+            if watchdog is not None:
+                watchdog.cancel()
+            await self.scheduler.stop()
+            await runner.cleanup()
+            await self.client.close()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            log.info("stopped")
+        return 0
+
+    async def _watchdog(self) -> None:
+        """Ping systemd's watchdog only while the scheduler makes progress.
+
+        Progress: polls complete (when there are targets) and the event loop is
+        responsive. A hung event loop or a scheduler that stopped completing polls
+        misses its pings, and systemd restarts the service.
+        """
+        interval = self.notifier.watchdog_interval
+        assert interval is not None
+        last_completed = self.poller.polls_completed
+        last_progress = time.monotonic()
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            if self.poller.polls_completed != last_completed or not self.config.snmp.targets:
+                last_completed = self.poller.polls_completed
+                last_progress = now
+            longest_interval = max((t.interval for t in self.config.snmp.targets), default=0.0)
+            if now - last_progress <= 2 * longest_interval + interval:
+                self.notifier.notify("WATCHDOG=1")
+            else:
+                log.error(
+                    "watchdog_withheld_no_poll_progress", seconds=round(now - last_progress, 1)
+                )
+
+
+def run_daemon(config_path: str, listen: str | None = None) -> int:
+    """Entry point of ``commandcentre run``: exit code 0 on clean stop, 2 on bad config."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as e:
+        configure_logging()
+        for p in e.problems:
+            log.error("config_problem", file=p.file, key=p.path, problem=p.message, given=p.given)
+        return 2
+    if listen is not None:
+        try:
+            parse_listen(listen)
+        except ValueError as e:
+            configure_logging()
+            log.error("bad_listen_address", listen=listen, problem=str(e))
+            return 2
+    configure_logging(config.log.level, config.log.format)
+
+    async def main() -> int:
+        daemon = Daemon(config, listen)
+        return await daemon.run()
+
+    return asyncio.run(main())
