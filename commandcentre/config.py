@@ -12,13 +12,15 @@ for snmp_exporter (modern ``auths:`` layout, or the legacy layout with
 
 from __future__ import annotations
 
+import copy
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -125,34 +127,49 @@ def _read_secret_file(path_text: str, base_dir: Path, what: str) -> str:
 
 # --------------------------------------------------------------------------- durations
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w)")
+_PLAIN_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_DURATION_HELP = "must be a duration like 30s, 5m, 1h30m or 500ms"
 
 
 def parse_duration(value: object) -> float:
-    """``30s``, ``5m``, ``1h30m``, ``500ms`` or a plain number of seconds -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError("must be a duration like 30s or 5m")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        pos = 0
-        seconds = 0.0
-        for m in _DURATION_PART.finditer(text):
-            if m.start() != pos:
-                break
-            seconds += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-            pos = m.end()
-        if pos != len(text) or not text:
-            try:
-                seconds = float(text)
-            except ValueError:
-                raise ValueError("must be a duration like 30s, 5m, 1h30m or 500ms") from None
+    """``30s``, ``5m``, ``1h30m``, ``2.5s``, ``500ms`` or a plain number of seconds -> seconds.
+
+    Units ``ms s m h d w``, ASCII digits only, each part may have a fraction (as Go's
+    ``time.ParseDuration``, which snmp_exporter uses for module timeouts). Raises
+    ``ValueError`` (never anything else) for anything that is not a finite positive duration.
+    """
+    # ValueError, not TypeError, for wrong types too: pydantic only turns ValueError into
+    # a validation problem, and callers need one exception type.
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(_DURATION_HELP)  # noqa: TRY004
+    if isinstance(value, str):
+        seconds = _parse_duration_text(value.strip())
     else:
-        raise ValueError("must be a duration like 30s or 5m")
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise ValueError("is too large for a duration") from None
+    if not math.isfinite(seconds):
+        raise ValueError("is too large for a duration")
     if seconds <= 0:
         raise ValueError("must be a positive duration")
+    return seconds
+
+
+def _parse_duration_text(text: str) -> float:
+    if _PLAIN_NUMBER.fullmatch(text):
+        return float(text)
+    pos = 0
+    seconds = 0.0
+    for m in _DURATION_PART.finditer(text):
+        if m.start() != pos:
+            break
+        seconds += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        pos = m.end()
+    if not text or pos != len(text):
+        raise ValueError(_DURATION_HELP)
     return seconds
 
 
@@ -219,14 +236,17 @@ class Auth(Strict):
                 # snmp_exporter's default community; check-config warns about it.
                 object.__setattr__(self, "community", Secret("public"))
             return self
+        missing = []
         if not self.username:
-            raise ValueError("SNMPv3 needs a username")
+            missing.append("SNMPv3 needs a username")
         if self.security_level != "noAuthNoPriv" and self.password is None:
-            raise ValueError(
+            missing.append(
                 f"security_level {self.security_level} needs password (or password_file)"
             )
         if self.security_level == "authPriv" and self.priv_password is None:
-            raise ValueError("security_level authPriv needs priv_password (or priv_password_file)")
+            missing.append("security_level authPriv needs priv_password (or priv_password_file)")
+        if missing:
+            raise ValueError("; ".join(missing))
         return self
 
 
@@ -297,11 +317,29 @@ class Index(Strict):
 
 
 class Lookup(Strict):
+    """A label looked up from another table, as snmp_exporter's generated ``lookups``.
+
+    ``labels: []`` with no ``oid``/``type`` is snmp_exporter's "drop label ``labelname``"
+    (what the generator's ``drop_source_indexes`` emits); then ``oid`` and ``type`` are
+    ``""`` (absent, as upstream's Go zero values). With labels, both are required.
+    """
+
     labels: list[str]
     labelname: str
-    oid: OidStr
-    type: LookupType
+    oid: OidStr = ""
+    type: LookupType | Literal[""] = ""
     drop_source_indexes: bool = False
+
+    @property
+    def drops_label(self) -> bool:
+        """True for the ``labels: []`` form: remove ``labelname`` from the sample."""
+        return not self.labels
+
+    @model_validator(mode="after")
+    def _oid_and_type_with_labels(self) -> Lookup:
+        if self.labels and not (self.oid and self.type):
+            raise ValueError("a lookup with labels needs oid and type")
+        return self
 
 
 class RegexExtract(Strict):
@@ -359,7 +397,11 @@ class Module(Strict):
     @classmethod
     def _legacy_version_into_auth(cls, data: Any) -> Any:
         # Legacy layout: `version` sits beside `auth`; validate the auth as that version.
-        if isinstance(data, dict) and data.get("version") is not None:
+        if (
+            isinstance(data, dict)
+            and type(data.get("version")) is int
+            and data["version"] in (1, 2, 3)
+        ):
             auth = data.get("auth") or {}
             if isinstance(auth, dict):
                 data = {**data, "auth": {**auth, "version": data["version"]}}
@@ -390,11 +432,20 @@ class Endpoint:
         return f"{prefix}{host}:{self.port}"
 
 
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?")
+
+
 def parse_endpoint(text: str, default_port: int = 161) -> Endpoint:
-    """``[udp|tcp://]host[:port]``; IPv6 literals in brackets (``[2001:db8::1]:161``)."""
+    """``[udp|tcp://]host[:port]``; IPv6 literals in brackets (``[2001:db8::1]:161``).
+
+    A bare IPv6 literal (``2001:db8::1``) is an address without port. ``udp6://`` and
+    ``tcp6://`` are accepted as ``udp``/``tcp``. Raises ``ValueError`` only.
+    """
     m = _ADDRESS_RE.match(text.strip())
     if not m or not m.group("rest"):
         raise ValueError("must be [udp|tcp://]host[:port]")
+    if "://" in m.group("rest"):
+        raise ValueError("transport must be udp:// or tcp:// (or none, meaning udp)")
     transport: Literal["udp", "tcp"] = (
         "tcp" if (m.group("transport") or "").startswith("tcp") else "udp"
     )
@@ -404,6 +455,7 @@ def parse_endpoint(text: str, default_port: int = 161) -> Endpoint:
         host, sep, tail = rest[1:].partition("]")
         if not sep:
             raise ValueError("IPv6 address needs a closing ]")
+        _check_ipv6(host)
         if tail:
             if not tail.startswith(":"):
                 raise ValueError("must be [udp|tcp://]host[:port]")
@@ -412,17 +464,35 @@ def parse_endpoint(text: str, default_port: int = 161) -> Endpoint:
         host, _, port_text = rest.partition(":")
         port = _parse_port(port_text)
     elif rest.count(":") > 1:
-        ipaddress.IPv6Address(rest)  # a bare IPv6 literal, no port
+        _check_ipv6(rest)  # a bare IPv6 literal, no port
         host = rest
     else:
         host = rest
-    if not host or any(c.isspace() or c in "/?#@" for c in host):
-        raise ValueError("host name is empty or has characters a host name cannot have")
+    if ":" not in host:
+        _check_host(host)
     return Endpoint(transport, host, port)
 
 
+def _check_ipv6(text: str) -> None:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        raise ValueError("is not a valid IPv6 address (names go without brackets)") from None
+
+
+def _check_host(host: str) -> None:
+    labels = host.removesuffix(".").split(".")
+    if not host or not host.isascii() or not all(_HOST_LABEL.fullmatch(p) for p in labels):
+        raise ValueError("host name is empty or has characters a host name cannot have")
+    if all(p.isdigit() for p in labels):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError("is not a valid IPv4 address") from None
+
+
 def _parse_port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
         raise ValueError("port must be a number from 1 to 65535")
     return int(text)
 
@@ -431,11 +501,14 @@ _LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
 def _check_labels(v: dict[str, str]) -> dict[str, str]:
+    wrong = []
     for name in v:
         if not _LABEL_RE.match(name) or name.startswith("__"):
-            raise ValueError(f"label name {name!r} is not a valid Prometheus label name")
-        if name in RESERVED_LABELS:
-            raise ValueError(f"label name {name!r} is reserved: commandcentre sets it")
+            wrong.append(f"label name {name!r} is not a valid Prometheus label name")
+        elif name in RESERVED_LABELS:
+            wrong.append(f"label name {name!r} is reserved: commandcentre sets it")
+    if wrong:
+        raise ValueError("; ".join(wrong))
     return v
 
 
@@ -519,11 +592,14 @@ class HttpConfig(Strict):
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    """``host:port`` or ``:port`` (all addresses) for the HTTP server."""
+    """``host:port`` or ``:port`` (all addresses) for the HTTP server; port 0 picks a free
+    port (the daemon logs the one it got)."""
     host, sep, port = text.rpartition(":")
     if not sep:
         raise ValueError("must be host:port, e.g. 0.0.0.0:8116")
     host = host.strip("[]")
+    if port == "0":
+        return host or "0.0.0.0", 0  # noqa: S104 - ':port' means all, as exporters do
     return host or "0.0.0.0", _parse_port(port)  # noqa: S104 - ':port' means all, as exporters do
 
 
@@ -585,215 +661,474 @@ class Config:
 
 # --------------------------------------------------------------------------- loading
 
+Loc = tuple[int | str, ...]
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _clean_loc(loc: Iterable[int | str]) -> Loc:
+    # pydantic puts validator/branch names (``function-after[...]``) in loc; drop them
+    return tuple(p for p in loc if not (isinstance(p, str) and p.startswith("function-")))
+
 
 def _format_loc(loc: Iterable[int | str]) -> str:
+    """``('snmp', 'targets', 3, 'auth')`` -> ``snmp.targets[3].auth``.
+
+    A part followed by pydantic's ``'[key]'`` marker is a mapping key (``labels.1``),
+    not a list index.
+    """
+    parts = list(loc)
     out = ""
-    for part in loc:
-        if isinstance(part, int):
+    for i, part in enumerate(parts):
+        if part == "[key]":
+            continue
+        is_key = i + 1 < len(parts) and parts[i + 1] == "[key]"
+        if isinstance(part, int) and not is_key:
             out += f"[{part}]"
         else:
             out += ("." if out else "") + str(part)
     return out
 
 
-def _given(loc: tuple[int | str, ...], value: object) -> str | None:
-    if any(str(p) in SECRET_KEYS for p in loc):
-        return "<secret>"
+def _is_secret_loc(loc: Loc) -> bool:
+    if any(isinstance(p, str) and p in SECRET_KEYS for p in loc):
+        return True
+    # a whole auth entry given as a scalar: `auths: {x: s3cr3t}`, a module's `auth: s3cr3t`
+    return len(loc) >= 2 and (loc[-2] == "auths" or (loc[-1] == "auth" and "modules" in loc))
+
+
+def _given(loc: Loc, value: object) -> str | None:
     if isinstance(value, dict | list):
         return None
+    if _is_secret_loc(loc):
+        return "<secret>"
     text = repr(value)
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _problems_from(
-    e: ValidationError, file: str, prefix: tuple[int | str, ...]
-) -> list[ConfigProblem]:
+def _problems_from(e: ValidationError, file: str, prefix: Loc) -> list[ConfigProblem]:
     problems = []
     for err in e.errors(include_url=False):
-        # pydantic puts the union/validator branch name in loc for some errors; drop those
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        loc = _clean_loc(err["loc"])
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif err["type"] == "invalid_key":
+            loc += ("[key]",)
+            msg = "keys must be strings"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
         elif msg.startswith("Assertion failed, "):
             msg = msg[len("Assertion failed, ") :]
         given = (
-            None if err["type"] in ("missing", "extra_forbidden") else _given(loc, err.get("input"))
+            None
+            if err["type"] in ("missing", "extra_forbidden")
+            else _given(prefix + loc, err.get("input"))
         )
         problems.append(ConfigProblem(file, _format_loc(prefix + loc), msg, given))
     return problems
 
 
-def _read_yaml(path: Path, shown: str) -> Any:
+def _prune(data: Any, loc: Loc) -> bool:
+    """Delete the innermost mapping key on ``loc``'s path that exists.
+
+    List items are never deleted (later messages name items by index); a bad item
+    takes its whole list with it. False when nothing on the path can be deleted.
+    """
+    steps: list[tuple[Any, int | str]] = []
+    node = data
+    for part in loc:
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if not (in_dict or in_list):
+            break
+        steps.append((node, part))
+        node = node[part]
+    for container, key in reversed(steps):
+        if isinstance(container, dict):
+            del container[key]
+            return True
+    return False
+
+
+def _validate(
+    model: type[_M],
+    data: Any,
+    *,
+    file: str,
+    prefix: Loc,
+    context: Mapping[str, str],
+    problems: list[ConfigProblem],
+    stand_ins: Mapping[str, object] | None = None,
+) -> tuple[_M | None, list[Loc]]:
+    """Validate, recording every problem; then drop what was wrong and validate the rest.
+
+    The pruned model only serves to find further (cross-reference) problems: whoever
+    gets problems here raises ``ConfigError`` in the end, so it is never run. Required
+    keys that were pruned (or missing) are filled from ``stand_ins``. Returns the model
+    (None if nothing usable remains) and the locations that had problems.
+    """
+    data = copy.deepcopy(data)
+    bad: list[Loc] = []
+    for attempt in range(50):
+        try:
+            return model.model_validate(data, context=dict(context)), bad
+        except ValidationError as e:
+            locs = [_clean_loc(err["loc"]) for err in e.errors(include_url=False)]
+            if attempt == 0:
+                problems.extend(_problems_from(e, file, prefix))
+                bad = locs
+            if not any([_prune(data, loc) for loc in locs]):  # noqa: C419 - prune every loc
+                return None, bad
+            if isinstance(data, dict):
+                for key, value in (stand_ins or {}).items():
+                    data.setdefault(key, value)
+    return None, bad
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """Safe loading that refuses duplicate mapping keys (PyYAML keeps the last silently)."""
+
+
+class _FastYamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The same with libyaml's parser where PyYAML has it (module files are big)."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[object] = set()
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node)
+        try:
+            duplicate = key in seen
+            seen.add(key)
+        except TypeError:
+            continue
+        if duplicate:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping",
+                node.start_mark,
+                f"found duplicate key {key!r}",
+                key_node.start_mark,
+            )
+    return loader.construct_mapping(node)
+
+
+for _loader in (_YamlLoader, _FastYamlLoader):
+    _loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _parse_yaml(text: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_FastYamlLoader)  # noqa: S506 - a SafeLoader
+    except yaml.YAMLError:
+        # again in pure Python: the same messages whether or not libyaml is there
+        return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _read_yaml(path: Path, shown: str) -> dict[Any, Any]:
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError([ConfigProblem(shown, "", f"cannot read file: {e.strerror}")]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+        raise ConfigError([ConfigProblem(shown, "", f"cannot read file: {why}")]) from None
     try:
-        data = yaml.safe_load(text)
+        data = _parse_yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e)
         raise ConfigError([ConfigProblem(shown, where, f"invalid YAML: {problem}")]) from None
+    except (ValueError, RecursionError) as e:  # e.g. PyYAML's dates: `2024-02-30`
+        raise ConfigError([ConfigProblem(shown, "", f"invalid YAML: {e}")]) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError([ConfigProblem(shown, "", "must be a YAML mapping at the top level")])
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    shown,
+                    "",
+                    "must be a YAML mapping at the top level",
+                    type(data).__name__,
+                )
+            ]
+        )
     return data
+
+
+@dataclass
+class _TargetIn:
+    """A target that validated (perhaps after dropping bad keys), with where it was."""
+
+    index: int
+    spec: TargetSpec
+    bad_keys: frozenset[str] = frozenset()
+
+
+def _validate_spec(
+    raw: dict[Any, Any], shown: str, base_dir: Path, problems: list[ConfigProblem]
+) -> tuple[ConfigSpec, list[_TargetIn], list[Loc]]:
+    """The config file's schema checks, every target on its own so indices stay right."""
+    context = {"base_dir": str(base_dir)}
+    raw_targets: list[Any] = []
+    snmp = raw.get("snmp")
+    if isinstance(snmp, dict) and isinstance(snmp.get("targets"), list):
+        raw_targets = snmp["targets"]
+        raw = {**raw, "snmp": {**snmp, "targets": []}}
+    spec, bad = _validate(
+        ConfigSpec, raw, file=shown, prefix=(), context=context, problems=problems
+    )
+    targets = []
+    for i, rt in enumerate(raw_targets):
+        t, t_bad = _validate(
+            TargetSpec,
+            rt,
+            file=shown,
+            prefix=("snmp", "targets", i),
+            context=context,
+            problems=problems,
+            # keep checking the rest of a target whose name or address is wrong
+            stand_ins={"name": f"<target {i}>", "address": "invalid."},
+        )
+        if t is not None:
+            keys = frozenset(loc[0] for loc in t_bad if loc and isinstance(loc[0], str))
+            targets.append(_TargetIn(i, t, keys))
+    return spec or ConfigSpec(), targets, bad
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Load and validate a config file and the module files it names.
 
-    Raises ``ConfigError`` listing every problem found.
+    Raises ``ConfigError`` listing every problem found, in the config file and in the
+    module files: schema problems and cross-reference problems together.
     """
     path = Path(path)
     shown = str(path)
     raw = _read_yaml(path, shown)
     base_dir = path.parent.resolve()
-    try:
-        spec = ConfigSpec.model_validate(raw, context={"base_dir": str(base_dir)})
-    except ValidationError as e:
-        raise ConfigError(_problems_from(e, shown, ())) from None
-    return build_config(spec, shown, base_dir)
+    builder = _Builder(shown, base_dir)
+    spec, targets, bad = _validate_spec(raw, shown, base_dir, builder.problems)
+    builder.note_bad(bad, ("snmp",))
+    return builder.build(spec, targets)
 
 
 def build_config(spec: ConfigSpec, shown: str, base_dir: Path) -> Config:
-    problems: list[ConfigProblem] = []
-    auths: dict[str, Auth] = {DEFAULT_AUTH_NAME: Auth(version=2, community=Secret("public"))}
-    modules: dict[str, Module] = {}
-    sources: dict[str, str] = {}
+    """Resolve an already validated ``ConfigSpec``: module files, references, defaults.
 
-    for i, mf in enumerate(spec.snmp.module_files):
-        mpath = Path(mf)
-        if not mpath.is_absolute():
-            mpath = base_dir / mpath
-        key = f"snmp.module_files[{i}]"
-        if not mpath.is_file():
-            problems.append(ConfigProblem(shown, key, "module file does not exist", str(mpath)))
-            continue
-        try:
-            raw = _read_yaml(mpath, str(mpath))
-            parsed = ModuleFile.model_validate(raw, context={"base_dir": str(mpath.parent)})
-        except ConfigError as e:
-            problems.extend(e.problems)
-            continue
-        except ValidationError as e:
-            problems.extend(_problems_from(e, str(mpath), ()))
-            continue
-        for name, mod in parsed.modules.items():
-            if name in sources:
-                problems.append(
-                    ConfigProblem(
-                        str(mpath), f"modules.{name}", f"module already defined in {sources[name]}"
-                    )
-                )
+    ``shown`` is the config file's name for messages; relative ``module_files`` are
+    relative to ``base_dir``. Raises ``ConfigError`` listing every problem.
+    """
+    return _Builder(shown, base_dir).build(
+        spec, [_TargetIn(i, t) for i, t in enumerate(spec.snmp.targets)]
+    )
+
+
+def _builtin_auths() -> dict[str, Auth]:
+    return {DEFAULT_AUTH_NAME: Auth(version=2, community=Secret("public"))}
+
+
+@dataclass
+class _Builder:
+    """Collects modules and auths from every source, then resolves targets against them."""
+
+    shown: str
+    base_dir: Path
+    problems: list[ConfigProblem] = field(default_factory=list)
+    auths: dict[str, Auth] = field(default_factory=_builtin_auths)
+    modules: dict[str, Module] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # module -> file
+    module_paths: dict[str, str] = field(default_factory=dict)  # module -> key path
+    # defined, but with problems already reported: they exist, no further checks
+    bad_modules: set[str] = field(default_factory=set)
+    bad_auths: set[str] = field(default_factory=set)
+    # a source could not be read at all: unknown names may be defined there
+    modules_unknown: bool = False
+    auths_unknown: bool = False
+    default_modules_bad: bool = False
+
+    def note_bad(self, locs: Iterable[Loc], prefix: Loc) -> None:
+        """Remember which definitions had schema problems (locs relative to a file)."""
+        for loc in locs:
+            if loc[: len(prefix)] != prefix:
                 continue
-            modules[name] = mod
-            sources[name] = str(mpath)
-        auths.update(parsed.auths)
+            rel = loc[len(prefix) :]
+            head = rel[0] if rel else None
+            name = rel[1] if len(rel) > 1 and isinstance(rel[1], str) else None
+            if head is None or head == "module_files":
+                self.modules_unknown = self.auths_unknown = True
+            elif head == "modules":
+                if name is None or name == "[key]":
+                    self.modules_unknown = True
+                else:
+                    self.bad_modules.add(name)
+            elif head == "auths":
+                if name is None or name == "[key]":
+                    self.auths_unknown = True
+                else:
+                    self.bad_auths.add(name)
+            elif rel[:2] == ("defaults", "modules") or rel == ("defaults",):
+                self.default_modules_bad = True
 
-    for name, mod in spec.snmp.modules.items():
-        if name in sources:
-            problems.append(
-                ConfigProblem(
-                    shown, f"snmp.modules.{name}", f"module already defined in {sources[name]}"
+    def build(self, spec: ConfigSpec, targets: list[_TargetIn]) -> Config:
+        for i, mf in enumerate(spec.snmp.module_files):
+            self._load_module_file(i, mf)
+        for name, mod in spec.snmp.modules.items():
+            self._add_module(name, mod, self.shown, f"snmp.modules.{name}")
+        self.auths.update(spec.snmp.auths)
+        for name, mod in self.modules.items():
+            if name not in self.bad_modules:
+                self.problems.extend(
+                    _check_module(mod, self.sources[name], name, self.sources[name] == self.shown)
                 )
-            )
-            continue
-        modules[name] = mod
-        sources[name] = shown
-    auths.update(spec.snmp.auths)
-
-    for name, mod in modules.items():
-        problems.extend(_check_module(mod, sources[name], name, sources[name] == shown))
-
-    targets: list[Target] = []
-    seen_names: dict[str, int] = {}
-    d = spec.snmp.defaults
-    for i, t in enumerate(spec.snmp.targets):
-        key = f"snmp.targets[{i}]"
-        if t.name in seen_names:
-            problems.append(
-                ConfigProblem(
-                    shown,
-                    f"{key}.name",
-                    f"duplicate target name (also snmp.targets[{seen_names[t.name]}])",
-                    repr(t.name),
-                )
-            )
-            continue
-        seen_names[t.name] = i
-        mod_names = t.modules if t.modules is not None else d.modules
-        mod_key = f"{key}.modules" if t.modules is not None else "snmp.defaults.modules"
-        if not mod_names:
-            problems.append(
-                ConfigProblem(
-                    shown,
-                    f"{key}.modules",
-                    "no modules: name at least one (here or in snmp.defaults.modules)",
-                )
-            )
-        for j, m in enumerate(mod_names):
-            if m not in modules:
-                problems.append(
-                    ConfigProblem(
-                        shown,
-                        f"{mod_key}[{j}]",
-                        f"module does not exist; known: {_known(modules)}",
-                        repr(m),
-                    )
-                )
-        auth_name = t.auth or d.auth
-        if auth_name is None:
-            legacy = [m for m in mod_names if m in modules and modules[m].legacy_auth is not None]
-            if legacy:
-                auth_name = f"module:{legacy[0]}"
-                legacy_auth = modules[legacy[0]].legacy_auth
-                assert legacy_auth is not None
-                auths[auth_name] = legacy_auth
-            else:
-                auth_name = DEFAULT_AUTH_NAME
-        elif auth_name not in auths:
-            auth_key = f"{key}.auth" if t.auth else "snmp.defaults.auth"
-            problems.append(
-                ConfigProblem(
-                    shown, auth_key, f"auth does not exist; known: {_known(auths)}", repr(auth_name)
-                )
-            )
-        labels = {**d.labels, **t.labels}
-        targets.append(
-            Target(
-                name=t.name,
-                endpoint=parse_endpoint(t.address),
-                auth_name=auth_name,
-                modules=tuple(mod_names),
-                interval=t.interval or d.interval,
-                timeout=t.timeout if t.timeout is not None else d.timeout,
-                retries=t.retries if t.retries is not None else d.retries,
-                labels=tuple(sorted(labels.items())),
-                stale_after_failures=t.stale_after_failures or d.stale_after_failures,
-            )
+        self._check_defaults(spec.snmp.defaults)
+        built = self._targets(targets, spec.snmp.defaults)
+        if self.problems:
+            raise ConfigError(self.problems)
+        return Config(
+            source=self.shown,
+            http=spec.http,
+            log=spec.log,
+            snmp=SnmpConfig(
+                max_in_flight=spec.snmp.max_in_flight,
+                allow_unconfigured_targets=spec.snmp.allow_unconfigured_targets,
+                auths=self.auths,
+                modules=self.modules,
+                targets=tuple(built),
+                module_sources=self.sources,
+            ),
         )
 
-    if problems:
-        raise ConfigError(problems)
-    return Config(
-        source=shown,
-        http=spec.http,
-        log=spec.log,
-        snmp=SnmpConfig(
-            max_in_flight=spec.snmp.max_in_flight,
-            allow_unconfigured_targets=spec.snmp.allow_unconfigured_targets,
-            auths=auths,
-            modules=modules,
-            targets=tuple(targets),
-            module_sources=sources,
-        ),
-    )
+    def _problem(self, path: str, message: str, given: str | None = None) -> None:
+        self.problems.append(ConfigProblem(self.shown, path, message, given))
+
+    def _load_module_file(self, i: int, mf: str) -> None:
+        mpath = Path(mf)
+        if not mpath.is_absolute():
+            mpath = self.base_dir / mpath
+        if not mpath.is_file():
+            self._problem(f"snmp.module_files[{i}]", "module file does not exist", str(mpath))
+            self.modules_unknown = self.auths_unknown = True
+            return
+        file = str(mpath)
+        try:
+            raw = _read_yaml(mpath, file)
+        except ConfigError as e:
+            self.problems.extend(e.problems)
+            self.modules_unknown = self.auths_unknown = True
+            return
+        context = {"base_dir": str(mpath.parent)}
+        parsed, bad = _validate(
+            ModuleFile, raw, file=file, prefix=(), context=context, problems=self.problems
+        )
+        self.note_bad(bad, ())
+        if parsed is None:
+            self.modules_unknown = self.auths_unknown = True
+            return
+        for name, mod in parsed.modules.items():
+            self._add_module(name, mod, file, f"modules.{name}")
+        self.auths.update(parsed.auths)
+
+    def _add_module(self, name: str, mod: Module, file: str, path: str) -> None:
+        if name in self.sources:
+            self.problems.append(
+                ConfigProblem(file, path, f"module already defined in {self.sources[name]}")
+            )
+            return
+        self.modules[name] = mod
+        self.sources[name] = file
+        self.module_paths[name] = path
+
+    def _known_module(self, name: str) -> bool:
+        return name in self.modules or name in self.bad_modules or self.modules_unknown
+
+    def _check_module_refs(self, names: list[str], path: str) -> None:
+        for j, m in enumerate(names):
+            if not self._known_module(m):
+                self._problem(
+                    f"{path}[{j}]", f"module does not exist; known: {_known(self.modules)}", repr(m)
+                )
+            elif m in names[:j]:
+                self._problem(f"{path}[{j}]", "module listed twice", repr(m))
+
+    def _check_auth_ref(self, name: str, path: str) -> None:
+        if name in self.auths or name in self.bad_auths or self.auths_unknown:
+            return
+        known = {n: a for n, a in self.auths.items() if not n.startswith("module:")}
+        self._problem(path, f"auth does not exist; known: {_known(known)}", repr(name))
+
+    def _check_defaults(self, d: TargetDefaults) -> None:
+        self._check_module_refs(d.modules, "snmp.defaults.modules")
+        if d.auth is not None:
+            self._check_auth_ref(d.auth, "snmp.defaults.auth")
+
+    def _targets(self, targets: list[_TargetIn], d: TargetDefaults) -> list[Target]:
+        built: list[Target] = []
+        seen: dict[str, int] = {}
+        for t in targets:
+            target = self._target(t, d)
+            if t.spec.name in seen:
+                self._problem(
+                    f"snmp.targets[{t.index}].name",
+                    f"duplicate target name (also snmp.targets[{seen[t.spec.name]}])",
+                    repr(t.spec.name),
+                )
+                continue
+            seen[t.spec.name] = t.index
+            built.append(target)
+        return built
+
+    def _target(self, t: _TargetIn, d: TargetDefaults) -> Target:
+        key = f"snmp.targets[{t.index}]"
+        spec = t.spec
+        mod_names = spec.modules if spec.modules is not None else d.modules
+        if spec.modules is not None:
+            self._check_module_refs(spec.modules, f"{key}.modules")
+        no_modules_is_news = "modules" not in t.bad_keys and not (
+            spec.modules is None and self.default_modules_bad
+        )
+        if not mod_names and no_modules_is_news:
+            self._problem(
+                f"{key}.modules", "no modules: name at least one (here or in snmp.defaults.modules)"
+            )
+        labels = {**d.labels, **spec.labels}
+        return Target(
+            name=spec.name,
+            endpoint=parse_endpoint(spec.address),
+            auth_name=self._auth_for(key, spec, d, mod_names),
+            modules=tuple(mod_names),
+            interval=spec.interval or d.interval,
+            timeout=spec.timeout if spec.timeout is not None else d.timeout,
+            retries=spec.retries if spec.retries is not None else d.retries,
+            labels=tuple(sorted(labels.items())),
+            stale_after_failures=spec.stale_after_failures or d.stale_after_failures,
+        )
+
+    def _auth_for(self, key: str, t: TargetSpec, d: TargetDefaults, mod_names: list[str]) -> str:
+        """The target's auth: its own, the default, its legacy modules' or public_v2."""
+        if t.auth is not None:
+            self._check_auth_ref(t.auth, f"{key}.auth")
+            return t.auth
+        if d.auth is not None:
+            return d.auth  # checked once, in _check_defaults
+        legacy = [
+            (m, a)
+            for m in mod_names
+            if m in self.modules and (a := self.modules[m].legacy_auth) is not None
+        ]
+        if not legacy:
+            return DEFAULT_AUTH_NAME
+        first, auth = legacy[0]
+        differ = [m for m, a in legacy[1:] if a != auth]
+        if differ:
+            self._problem(
+                f"{key}.auth",
+                f"modules {first} and {differ[0]} carry different credentials (legacy layout):"
+                " name an auth for this target",
+            )
+        name = f"module:{first}"
+        self.auths[name] = auth
+        return name
 
 
 def _check_module(mod: Module, file: str, name: str, inline: bool) -> list[ConfigProblem]:
@@ -803,17 +1138,21 @@ def _check_module(mod: Module, file: str, name: str, inline: bool) -> list[Confi
     if not mod.walk and not mod.get:
         problems.append(ConfigProblem(file, prefix, "module has neither walk nor get OIDs"))
     for i, metric in enumerate(mod.metrics):
-        index_labels = {ix.labelname for ix in metric.indexes}
+        # A lookup may use the metric's index labels and, as snmp_exporter allows
+        # (chained lookups), labels that earlier lookups of the same metric produce.
+        available = {ix.labelname for ix in metric.indexes}
         for j, lookup in enumerate(metric.lookups):
-            for label in lookup.labels:
-                if label not in index_labels:
-                    problems.append(
-                        ConfigProblem(
-                            file,
-                            f"{prefix}.metrics[{i}].lookups[{j}].labels",
-                            f"lookup uses label {label!r}, which is not one of this metric's indexes",
-                        )
-                    )
+            problems.extend(
+                ConfigProblem(
+                    file,
+                    f"{prefix}.metrics[{i}].lookups[{j}].labels",
+                    f"lookup uses label {label!r}, which is neither one of this metric's "
+                    "indexes nor produced by an earlier lookup",
+                )
+                for label in lookup.labels
+                if label not in available
+            )
+            available.add(lookup.labelname)
     return problems
 
 
