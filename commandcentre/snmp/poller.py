@@ -87,21 +87,34 @@ class Poller:
     ) -> None:
         self.client = client
         self.store = store
-        self._slots = asyncio.Semaphore(max_in_flight)
         self._clock = clock
+        self.resize(max_in_flight)
         self.requests_in_flight = 0
         self.polls_in_flight = 0
         self.polls_completed = 0
         self.states: dict[tuple[str, str], ModuleState] = {}
 
     def resize(self, max_in_flight: int) -> None:
-        """Apply a new cap; requests already waiting keep the old semaphore and finish."""
-        self._slots = asyncio.Semaphore(max_in_flight)
+        """Apply a new cap; requests already waiting keep the old semaphores and finish.
+
+        Requests of targets whose last poll failed (the "suspect" lane) go through
+        their own, smaller semaphore, so dead devices waiting out their timeouts
+        cannot take the slots healthy devices need. The two lanes together never
+        exceed ``max_in_flight``.
+        """
+        suspect = max(1, max_in_flight // 4)
+        healthy = max(1, max_in_flight - suspect)
+        self._slots = asyncio.Semaphore(healthy)
+        self._suspect_slots = asyncio.Semaphore(suspect)
+        self._single_lane = max_in_flight == 1
 
     # ------------------------------------------------------------------ fetching
 
-    async def _request(self, coro_factory: Callable[[], object]) -> list[VarBind]:
-        async with self._slots:
+    async def _request(
+        self, coro_factory: Callable[[], object], suspect: bool = False
+    ) -> list[VarBind]:
+        lane = self._suspect_slots if suspect and not self._single_lane else self._slots
+        async with lane:
             self.requests_in_flight += 1
             try:
                 return await coro_factory()  # type: ignore[no-any-return, misc]
@@ -115,6 +128,7 @@ class Poller:
         planned: PlannedModule,
         request_timeout: float | None = None,
         retries: int | None = None,
+        suspect: bool = False,
     ) -> FetchResult:
         """All varbinds of one module from one agent. Raises ``SnmpError``."""
         mod = planned.module
@@ -128,12 +142,15 @@ class Poller:
         pdus = 0
         for root in planned.walk:
             got = await self._request(
-                lambda root=root: self.client.walk(endpoint, auth, root, options)  # type: ignore[misc]
+                lambda root=root: self.client.walk(endpoint, auth, root, options),  # type: ignore[misc]
+                suspect,
             )
             varbinds.extend(got)
             pdus += 1
         if planned.get:
-            got = await self._request(lambda: self.client.get(endpoint, auth, planned.get, options))
+            got = await self._request(
+                lambda: self.client.get(endpoint, auth, planned.get, options), suspect
+            )
             varbinds.extend(got)
             pdus += 1
         return FetchResult(varbinds, pdus)
@@ -162,7 +179,12 @@ class Poller:
                 try:
                     async with asyncio.timeout_at(deadline):
                         fetched = await self.fetch(
-                            target.endpoint, auth, planned, target.timeout, target.retries
+                            target.endpoint,
+                            auth,
+                            planned,
+                            target.timeout,
+                            target.retries,
+                            suspect=st.failures_in_a_row > 0,
                         )
                     mapped = varbinds_to_samples(planned.compiled, fetched.varbinds)
                 except SnmpError as e:
