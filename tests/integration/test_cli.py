@@ -1,0 +1,143 @@
+"""The ``commandcentre`` command as a user runs it: check-config, --version, demo."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.integration.agents import free_tcp_port
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = str(Path(sys.executable).with_name("commandcentre"))
+EXAMPLE = REPO / "config" / "commandcentre.example.yml"
+
+
+def example_env(tmp_path: Path) -> dict[str, str]:
+    """What the example config's ${...} references and credential files need."""
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "switch-auth-password").write_text("example-auth-pass\n")
+    (creds / "switch-priv-password").write_text("example-priv-pass\n")
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "CC_POWER_COMMUNITY": "example-community",
+        "CREDENTIALS_DIRECTORY": str(creds),
+    }
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, *args], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+
+
+def test_version_and_help() -> None:
+    from commandcentre import __version__
+
+    r = run("--version")
+    assert (r.returncode, r.stdout.strip()) == (0, f"commandcentre {__version__}")
+    r = run("--help")
+    assert r.returncode == 0
+    for word in ("run", "check-config", "demo"):
+        assert word in r.stdout
+
+
+def test_check_config_accepts_the_example_and_prints_a_summary(tmp_path: Path) -> None:
+    r = run("check-config", "--config", str(EXAMPLE), env=example_env(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"{EXAMPLE}: OK\n")
+    assert "targets:" in r.stdout and "modules:" in r.stdout and "auths:" in r.stdout
+    assert "http.listen:" in r.stdout
+    for secret in ("example-auth-pass", "example-priv-pass", "example-community"):
+        assert secret not in r.stdout + r.stderr
+
+
+def test_check_config_lists_every_problem_and_fails(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "snmp:\n"
+        "  auths:\n"
+        "    v3: {version: 3, username: u, security_level: authPriv, password: hunter2-secret}\n"
+        "  targets:\n"
+        "    - {name: a, address: 10.0.0.1, modules: [nope], interval: 30x}\n"
+        "  colour: blue\n"
+    )
+    r = run("check-config", "--config", str(bad))
+    assert r.returncode == 1
+    err = r.stderr
+    assert f"{bad}: snmp.colour: unknown key" in err
+    assert f"{bad}: snmp.targets[0].interval: must be a duration" in err
+    assert f"{bad}: snmp.auths.v3: security_level authPriv needs priv_password" in err
+    assert "hunter2-secret" not in err + r.stdout
+
+
+def test_run_with_a_bad_config_exits_2_naming_the_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("snmp:\n  targets:\n    - {name: a, address: 'udp://:161', modules: [x]}\n")
+    r = run("run", "--config", str(bad))
+    assert r.returncode == 2
+    assert "snmp.targets[0].address" in r.stderr
+
+
+def test_demo_runs_the_simulated_server_room_and_stops_cleanly() -> None:
+    port = free_tcp_port()
+    proc = subprocess.Popen(
+        [CLI, "demo", "--listen", f"127.0.0.1:{port}", "--interval", "1s"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        ups: dict[tuple[str, str], float] = {}
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                    text = r.read().decode()
+            except OSError:
+                time.sleep(0.2)
+                continue
+            up = {
+                (s.labels["target"], s.labels["module"]): s.value
+                for f in text_string_to_metric_families(text)
+                for s in f.samples
+                if s.name == "commandcentre_snmp_up"
+            }
+            if up and all(v == 1 for v in up.values()):
+                ups = up
+                break
+            time.sleep(0.2)
+        assert set(ups) == {
+            ("ups-rfc1628", "system"),
+            ("ups-rfc1628", "ups_mib"),
+            ("ups-apc", "system"),
+            ("ups-apc", "apcups"),
+            ("switch-24", "system"),
+            ("switch-24", "if_mib"),
+        }, ups
+        assert 'upsEstimatedChargeRemaining{target="ups-rfc1628"' in text
+        assert 'ifHCInOctets{ifIndex="1"' in text
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        assert proc.wait(timeout=15) == 0
+        _, err = proc.communicate()
+        assert f"http://127.0.0.1:{port}/metrics" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # nothing it started is left behind
+    left = subprocess.run(
+        ["pgrep", "-f", "snmpsim-command-responder.*commandcentre-demo-"],
+        capture_output=True,
+        check=False,
+    )
+    assert left.returncode == 1, left.stdout
