@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import html
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -46,7 +47,7 @@ def build_app(daemon: Daemon) -> web.Application:
 
 @web.middleware
 async def _headers(
-    request: web.Request, handler: web.RequestHandler[web.Request]
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     resp = await handler(request)
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -147,8 +148,8 @@ async def snmp_probe(request: web.Request) -> web.Response:
                         endpoint,
                         auth,
                         planned,
-                        target.timeout if target else None,
-                        target.retries if target else None,
+                        request_timeout=target.timeout if target else None,
+                        retries=target.retries if target else None,
                     )
                 except SnmpError as e:
                     errors.append(f"module {name}: {e.reason.value}: {e.detail}")

@@ -126,6 +126,7 @@ class Poller:
         endpoint: Endpoint,
         auth: Auth,
         planned: PlannedModule,
+        *,
         request_timeout: float | None = None,
         retries: int | None = None,
         suspect: bool = False,
@@ -182,8 +183,8 @@ class Poller:
                             target.endpoint,
                             auth,
                             planned,
-                            target.timeout,
-                            target.retries,
+                            request_timeout=target.timeout,
+                            retries=target.retries,
                             suspect=st.failures_in_a_row > 0,
                         )
                     mapped = varbinds_to_samples(planned.compiled, fetched.varbinds)

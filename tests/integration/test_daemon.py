@@ -103,8 +103,8 @@ class Running:
             for s in fam.samples
         }
 
-    async def wait_for(self, check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
+    async def wait_for(self, check: Callable[[], bool], what: str, limit: float = 10.0) -> None:
+        deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             if check():
                 return
@@ -191,7 +191,8 @@ async def test_polls_v2c_and_v3_and_exposes_snmp_exporter_metrics(
     # the exposition is one Prometheus accepts
     if shutil.which("promtool"):
         _, text = await d.get("/metrics")
-        proc = subprocess.run(
+        proc = await asyncio.to_thread(
+            subprocess.run,
             ["promtool", "check", "metrics"],
             input=text,
             capture_output=True,
@@ -391,7 +392,8 @@ async def test_snmp_probe_endpoint_has_snmp_exporter_semantics_and_refuses_unkno
     # by address, with an explicit auth
     status, text = await d.get(f"/snmp?target={addr}&module=system,if_mib&auth=v3")
     assert status == 200, text
-    assert "ifMtu{" in text and "sysUpTime " in text
+    assert "ifMtu{" in text
+    assert "sysUpTime " in text
 
     for query, message in [
         ("", "'target' parameter must be specified"),

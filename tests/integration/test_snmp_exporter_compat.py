@@ -10,6 +10,7 @@ lie between two snmp_exporter reads taken before and after ours.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import shutil
 import socket
@@ -139,17 +140,15 @@ def snmp_exporter(
         log.close()
 
 
-async def test_same_samples_as_snmp_exporter(
-    agents: dict[str, AgentProcess], snmp_exporter: str, tmp_path: Path
-) -> None:
-    plan = module_plan(agents)
-    # commandcentre: modern layout, the upstream file and ours loaded as module files
-    # (they both define ups_mib, so ours is loaded under another name)
+def prepare(
+    plan: list[tuple[str, str, str, str]], tmp_path: Path
+) -> tuple[Path, list[dict[str, Any]]]:
+    """commandcentre's config (modern layout, module files as given) and each plan
+    entry's module definition. The upstream file and ours both define ups_mib, so
+    ours is loaded under the name ups_mib_ours."""
+    modules = [yaml.safe_load(Path(f).read_text())["modules"][n] for f, n, _, _ in plan]
     ours_file = tmp_path / "ours_ups.yml"
-    ours_mods = yaml.safe_load(Path(plan[4][0]).read_text())
-    ours_file.write_text(
-        yaml.safe_dump({"modules": {"ups_mib_ours": ours_mods["modules"]["ups_mib"]}})
-    )
+    ours_file.write_text(yaml.safe_dump({"modules": {"ups_mib_ours": modules[4]}}))
     cfg_path = tmp_path / "c.yml"
     cfg_path.write_text(
         yaml.safe_dump(
@@ -163,9 +162,15 @@ async def test_same_samples_as_snmp_exporter(
             }
         )
     )
-    daemon = Daemon(load_config(cfg_path))
-    import asyncio
+    return cfg_path, modules
 
+
+async def test_same_samples_as_snmp_exporter(
+    agents: dict[str, AgentProcess], snmp_exporter: str, tmp_path: Path
+) -> None:
+    plan = module_plan(agents)
+    cfg_path, modules = prepare(plan, tmp_path)
+    daemon = Daemon(load_config(cfg_path))
     task = asyncio.create_task(daemon.run())
     try:
         while not daemon.ready:
@@ -189,8 +194,7 @@ async def test_same_samples_as_snmp_exporter(
                 ours = await fetch(f"{ours_base}/snmp?target={addr}&module={our_name}&auth={auth}")
                 after = await fetch(f"{snmp_exporter}/snmp?target={addr}&module={name}_{i}")
 
-                module = yaml.safe_load(Path(file).read_text())["modules"][name]
-                scales = scale_offset(module)
+                scales = scale_offset(modules[i])
 
                 def adjust(
                     key: Key, value: float, scales: dict[str, tuple[float, float]] = scales
@@ -200,9 +204,11 @@ async def test_same_samples_as_snmp_exporter(
                         value *= scale
                     return value + offset
 
+                only_ours = sorted(set(ours) - set(before))[:5]
+                only_theirs = sorted(set(before) - set(ours))[:5]
                 assert set(ours) == set(before), (
-                    f"{name} ({file}): only in commandcentre: {sorted(set(ours) - set(before))[:5]}; "
-                    f"only in snmp_exporter: {sorted(set(before) - set(ours))[:5]}"
+                    f"{name} ({file}): only in commandcentre: {only_ours}; "
+                    f"only in snmp_exporter: {only_theirs}"
                 )
                 assert len(ours) > 5, f"{name}: too few samples to mean anything"
                 for key, value in ours.items():

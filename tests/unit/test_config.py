@@ -1335,7 +1335,10 @@ def test_chained_lookup_may_use_an_earlier_lookups_label(tmp_path: Path) -> None
                       indexes: [{labelname: portIndex, type: gauge}]
                       lookups:
                         - {labels: [portIndex], labelname: ifIndex, oid: 1.3.6.1.2, type: gauge}
-                        - {labels: [ifIndex], labelname: ifName, oid: 1.3.6.1.3, type: DisplayString}
+                        - labels: [ifIndex]
+                          labelname: ifName
+                          oid: 1.3.6.1.3
+                          type: DisplayString
             """
         )
     )

@@ -124,9 +124,9 @@ def test_promtool_accepts_the_exposition() -> None:
     store.put(
         "k",
         [
-            Sample("ifHCInOctets", (("ifIndex", "1"),), 10, "counter", "The total number of octets"),
-            Sample("upsBatteryTemperature", (), 21.5, "gauge", "Battery temperature - 1.3.6.1.2.1.33"),
-            Sample("commandcentre_snmp_errors_total", (("reason", "timeout"),), 3, "counter", "Fails"),
+            Sample("ifHCInOctets", (("ifIndex", "1"),), 10, "counter", "Octets received"),
+            Sample("upsBatteryTemperature", (), 21.5, "gauge", "Battery temperature"),
+            Sample("commandcentre_snmp_errors_total", (("reason", "timeout"),), 3, "counter", "F"),
         ],
         (("target", "ups1"),),
     )
