@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import ipaddress
-import math
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -26,164 +25,25 @@ import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
-    PlainSerializer,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-# --------------------------------------------------------------------------- errors
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigProblem:
-    """One thing wrong with a config: where, what, and what was given."""
-
-    file: str
-    path: str
-    message: str
-    given: str | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.file}: {self.path}" if self.path else self.file
-        tail = f" (given: {self.given})" if self.given is not None else ""
-        return f"{where}: {self.message}{tail}"
-
-
-class ConfigError(Exception):
-    """A config could not be loaded. ``problems`` lists every problem found."""
-
-    def __init__(self, problems: list[ConfigProblem]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
-
-
-# --------------------------------------------------------------------------- secrets
-
-SECRET_KEYS = frozenset({"community", "password", "priv_password"})
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-class Secret:
-    """A credential. Prints as ``<secret>`` everywhere; ``reveal()`` is the only way in."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<secret>"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-def _to_secret(value: object) -> Secret:
-    if isinstance(value, Secret):
-        return value
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError("must be a string")  # noqa: TRY004 - pydantic wants ValueError
-    return Secret(str(value))
-
-
-SecretStr = Annotated[
-    Secret, BeforeValidator(_to_secret), PlainSerializer(lambda s: "<secret>", return_type=str)
-]
-
-
-def _expand_env(text: str, what: str) -> str:
-    """Replace ``${VAR}`` with the environment's value; a missing variable is an error."""
-
-    def sub(m: re.Match[str]) -> str:
-        name = m.group(1)
-        if name not in os.environ:
-            raise ValueError(f"{what} refers to environment variable {name}, which is not set")
-        return os.environ[name]
-
-    return _ENV_REF.sub(sub, text)
-
-
-def _read_secret_file(path_text: str, base_dir: Path, what: str) -> str:
-    path = Path(_expand_env(path_text, what + " file path"))
-    if not path.is_absolute():
-        path = base_dir / path
-    try:
-        return path.read_text(encoding="utf-8").rstrip("\r\n")
-    except OSError as e:
-        raise ValueError(f"cannot read {what} file {path}: {e.strerror}") from None
-
-
-# --------------------------------------------------------------------------- durations
-
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w)")
-_PLAIN_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_DURATION_HELP = "must be a duration like 30s, 5m, 1h30m or 500ms"
-
-
-def parse_duration(value: object) -> float:
-    """``30s``, ``5m``, ``1h30m``, ``2.5s``, ``500ms`` or a plain number of seconds -> seconds.
-
-    Units ``ms s m h d w``, ASCII digits only, each part may have a fraction (as Go's
-    ``time.ParseDuration``, which snmp_exporter uses for module timeouts). Raises
-    ``ValueError`` (never anything else) for anything that is not a finite positive duration.
-    """
-    # ValueError, not TypeError, for wrong types too: pydantic only turns ValueError into
-    # a validation problem, and callers need one exception type.
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError(_DURATION_HELP)  # noqa: TRY004
-    if isinstance(value, str):
-        seconds = _parse_duration_text(value.strip())
-    else:
-        try:
-            seconds = float(value)
-        except OverflowError:
-            raise ValueError("is too large for a duration") from None
-    if not math.isfinite(seconds):
-        raise ValueError("is too large for a duration")
-    if seconds <= 0:
-        raise ValueError("must be a positive duration")
-    return seconds
-
-
-def _parse_duration_text(text: str) -> float:
-    if _PLAIN_NUMBER.fullmatch(text):
-        return float(text)
-    pos = 0
-    seconds = 0.0
-    for m in _DURATION_PART.finditer(text):
-        if m.start() != pos:
-            break
-        seconds += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-        pos = m.end()
-    if not text or pos != len(text):
-        raise ValueError(_DURATION_HELP)
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-
-
-# --------------------------------------------------------------------------- base model
-
-
-class Strict(BaseModel):
-    """Unknown keys are errors; models are immutable once loaded."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
-
+# Re-exported: commandcentre.config stays the one place callers import config names from.
+from commandcentre.configbase import RESERVED_LABELS as RESERVED_LABELS
+from commandcentre.configbase import SECRET_KEYS as SECRET_KEYS
+from commandcentre.configbase import ConfigError as ConfigError
+from commandcentre.configbase import ConfigProblem as ConfigProblem
+from commandcentre.configbase import Duration as Duration
+from commandcentre.configbase import Secret as Secret
+from commandcentre.configbase import SecretStr as SecretStr
+from commandcentre.configbase import Strict as Strict
+from commandcentre.configbase import _check_labels, _expand_env, _read_secret_file
+from commandcentre.configbase import parse_duration as parse_duration
+from commandcentre.mqtt.config import MqttSpec
 
 # --------------------------------------------------------------------------- SNMP auth
 
@@ -497,24 +357,6 @@ def _parse_port(text: str) -> int:
     return int(text)
 
 
-_LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-
-
-def _check_labels(v: dict[str, str]) -> dict[str, str]:
-    wrong = []
-    for name in v:
-        if not _LABEL_RE.match(name) or name.startswith("__"):
-            wrong.append(f"label name {name!r} is not a valid Prometheus label name")
-        elif name in RESERVED_LABELS:
-            wrong.append(f"label name {name!r} is reserved: commandcentre sets it")
-    if wrong:
-        raise ValueError("; ".join(wrong))
-    return v
-
-
-RESERVED_LABELS = frozenset({"target", "module"})
-
-
 class TargetDefaults(Strict):
     auth: str | None = None
     modules: list[str] = Field(default_factory=list)
@@ -624,6 +466,7 @@ class ConfigSpec(Strict):
     http: HttpConfig = Field(default_factory=HttpConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     snmp: SnmpSpec = Field(default_factory=SnmpSpec)
+    mqtt: MqttSpec = Field(default_factory=MqttSpec)
 
 
 class ModuleFile(Strict):
@@ -654,6 +497,7 @@ class Config:
     http: HttpConfig
     log: LogConfig
     snmp: SnmpConfig
+    mqtt: MqttSpec
 
     def target(self, name: str) -> Target | None:
         return next((t for t in self.snmp.targets if t.name == name), None)
@@ -982,6 +826,7 @@ class _Builder:
                     _check_module(mod, self.sources[name], name, self.sources[name] == self.shown)
                 )
         self._check_defaults(spec.snmp.defaults)
+        self._check_mqtt(spec.mqtt)
         built = self._targets(targets, spec.snmp.defaults)
         if self.problems:
             raise ConfigError(self.problems)
@@ -997,7 +842,40 @@ class _Builder:
                 targets=tuple(built),
                 module_sources=self.sources,
             ),
+            mqtt=spec.mqtt,
         )
+
+    def _check_mqtt(self, mqtt: MqttSpec) -> None:
+        brokers: dict[str, int] = {}
+        for i, b in enumerate(mqtt.brokers):
+            if b.name in brokers:
+                self._problem(
+                    f"mqtt.brokers[{i}].name",
+                    f"duplicate broker name (also mqtt.brokers[{brokers[b.name]}])",
+                    repr(b.name),
+                )
+            brokers.setdefault(b.name, i)
+        subs: dict[str, int] = {}
+        for i, sub in enumerate(mqtt.subscriptions):
+            if sub.name in subs:
+                self._problem(
+                    f"mqtt.subscriptions[{i}].name",
+                    f"duplicate subscription name (also mqtt.subscriptions[{subs[sub.name]}])",
+                    repr(sub.name),
+                )
+            subs.setdefault(sub.name, i)
+            if sub.broker is None and len(mqtt.brokers) != 1:
+                self._problem(
+                    f"mqtt.subscriptions[{i}].broker",
+                    f"name a broker: there are {len(mqtt.brokers)} (a subscription may leave "
+                    "it out only when there is exactly one)",
+                )
+            elif sub.broker is not None and sub.broker not in brokers:
+                self._problem(
+                    f"mqtt.subscriptions[{i}].broker",
+                    f"broker does not exist; known: {_known(brokers)}",
+                    repr(sub.broker),
+                )
 
     def _problem(self, path: str, message: str, given: str | None = None) -> None:
         self.problems.append(ConfigProblem(self.shown, path, message, given))
