@@ -1,0 +1,181 @@
+"""The MQTT series cache: TTL expiry, cardinality caps, reloads, problem counting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
+
+from commandcentre.mqtt.cache import LAST_SEEN, SeriesCache
+from commandcentre.mqtt.config import Subscription
+from commandcentre.mqtt.types import BadPayload, ParseOutcome, Problem, Reading
+from commandcentre.store import SampleStore, exposition
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def sub(name: str = "s", **kw: Any) -> Subscription:
+    base: dict[str, Any] = {"name": name, "profile": "number", "topic": "t/{device}", "metric": "m"}
+    return Subscription.model_validate({**base, **kw})
+
+
+def reading(
+    device: str, metric: str = "commandcentre_sensor_temperature_celsius", v: float = 21.0
+) -> Reading:
+    return Reading(metric, (("device", device),), v, "gauge", "Temperature.")
+
+
+def outcome(*readings: Reading, problems: tuple[Problem, ...] = ()) -> ParseOutcome:
+    return ParseOutcome(tuple(readings), problems)
+
+
+def scrape(store: SampleStore) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for f in text_string_to_metric_families(exposition(store.families()))
+        for s in f.samples
+    }
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def test_readings_are_exposed_with_static_labels_and_last_seen(clock: Clock) -> None:
+    store = SampleStore()
+    cache = SeriesCache(store, clock=clock)
+    cache.configure([sub(labels={"room": "server-room"})], 1000)
+    cache.ingest("s", outcome(reading("a1", v=21.5)), "t/a1")
+    m = scrape(store)
+    labels = frozenset({("device", "a1"), ("room", "server-room")})
+    assert m[("commandcentre_sensor_temperature_celsius", labels)] == 21.5
+    seen_labels = labels | {("metric", "commandcentre_sensor_temperature_celsius")}
+    assert m[(LAST_SEEN, seen_labels)] == clock.now
+    # an update replaces the value and moves last-seen
+    clock.now += 10
+    cache.ingest("s", outcome(reading("a1", v=22.0)), "t/a1")
+    m = scrape(store)
+    assert m[("commandcentre_sensor_temperature_celsius", labels)] == 22.0
+    assert m[(LAST_SEEN, seen_labels)] == clock.now
+    assert cache.subs["s"].messages == 2
+    assert cache.subs["s"].series == 1
+
+
+def test_series_expire_individually_after_ttl(clock: Clock) -> None:
+    store = SampleStore()
+    cache = SeriesCache(store, clock=clock)
+    cache.configure([sub(ttl="60s")], 1000)
+    cache.ingest(
+        "s",
+        outcome(reading("a1"), reading("a1", "commandcentre_sensor_humidity_ratio", 0.4)),
+        "t/a1",
+    )
+    cache.ingest("s", outcome(reading("a2")), "t/a2")
+    clock.now += 40
+    cache.ingest("s", outcome(reading("a1")), "t/a1")  # only temperature of a1 updated
+    clock.now += 30  # 70 s after the first readings, 30 s after the update
+    assert cache.expire() == 2
+    names = {(n, dict(lbl)["device"]) for (n, lbl) in scrape(store) if n != LAST_SEEN}
+    assert names == {("commandcentre_sensor_temperature_celsius", "a1")}
+    assert cache.subs["s"].expired == 2
+    assert cache.subs["s"].series == 1
+    assert cache.total_series == 1
+    clock.now += 61
+    assert cache.expire() == 1
+    assert store.keys() == []
+
+
+def test_caps_refuse_new_series_but_keep_updating_existing(clock: Clock) -> None:
+    store = SampleStore()
+    cache = SeriesCache(store, clock=clock)
+    cache.configure([sub("small", max_series=2), sub("other")], 3)
+    with capture_logs() as logs:
+        for i in range(10):
+            cache.ingest("small", outcome(reading(f"d{i}")), f"t/d{i}")
+    st = cache.subs["small"]
+    assert (st.series, st.refused) == (2, 8)
+    # one warning for the flood, not one per refused series
+    assert [e["event"] for e in logs].count("mqtt_series_limit_reached") == 1
+    cache.ingest("small", outcome(reading("d0", v=30.0)), "t/d0")
+    assert (
+        scrape(store)[("commandcentre_sensor_temperature_celsius", frozenset({("device", "d0")}))]
+        == 30.0
+    )
+    # the overall cap (3) binds across subscriptions
+    cache.ingest("other", outcome(reading("x"), reading("y")), "t/x")
+    assert cache.subs["other"].series == 1
+    assert cache.subs["other"].refused == 1
+    assert cache.total_series == 3
+
+
+def test_warnings_repeat_after_the_interval_with_a_count(clock: Clock) -> None:
+    cache = SeriesCache(SampleStore(), clock=clock)
+    cache.configure([sub()], 1000)
+    bad = outcome(problems=(Problem(BadPayload.NOT_JSON, "payload starts with b'<'"),))
+    with capture_logs() as logs:
+        for _ in range(5):
+            cache.ingest("s", bad, "t/a")
+        clock.now += 61
+        cache.ingest("s", bad, "t/a")
+    events = [e for e in logs if e["event"] == "mqtt_bad_payload"]
+    assert len(events) == 2
+    assert events[1]["similar_since_last_log"] == 4
+    assert events[0]["reason"] == "not_json"
+    assert cache.subs["s"].bad[BadPayload.NOT_JSON] == 6
+
+
+def test_reload_keeps_unchanged_relabels_changed_and_drops_removed(clock: Clock) -> None:
+    store = SampleStore()
+    cache = SeriesCache(store, clock=clock)
+    cache.configure([sub("keep"), sub("relabel", labels={"room": "a"}), sub("gone")], 1000)
+    for name in ("keep", "relabel", "gone"):
+        cache.ingest(name, outcome(reading(name)), f"t/{name}")
+    cache.configure([sub("keep"), sub("relabel", labels={"room": "b"})], 1000)
+    m = scrape(store)
+    temps = {lbl for (n, lbl) in m if n == "commandcentre_sensor_temperature_celsius"}
+    assert temps == {
+        frozenset({("device", "keep")}),
+        frozenset({("device", "relabel"), ("room", "b")}),
+    }
+    assert cache.total_series == 2
+    assert "gone" not in cache.subs
+
+
+def test_self_metrics_count_by_subscription_and_reason(clock: Clock) -> None:
+    cache = SeriesCache(SampleStore(), clock=clock)
+    cache.configure([sub()], 1000)
+    cache.ingest(
+        "s",
+        outcome(reading("a"), problems=(Problem(BadPayload.NOT_FINITE, "temperature: NaN"),)),
+        "t/a",
+    )
+    got = {(s.name, s.labels): s.value for s in cache.self_samples()}
+    assert got[("commandcentre_mqtt_messages_total", (("subscription", "s"),))] == 1
+    assert got[("commandcentre_mqtt_series", (("subscription", "s"),))] == 1
+    assert (
+        got[
+            (
+                "commandcentre_mqtt_bad_payloads_total",
+                (("subscription", "s"), ("reason", "not_finite")),
+            )
+        ]
+        == 1
+    )
+    assert (
+        got[
+            (
+                "commandcentre_mqtt_bad_payloads_total",
+                (("subscription", "s"), ("reason", "not_json")),
+            )
+        ]
+        == 0
+    )
