@@ -482,3 +482,100 @@ def test_sigterm_and_sighup_with_systemd_notify(tmp_path: Path, snmpd: AgentProc
     # JSON logs when stderr is not a terminal
     assert '"event": "config_applied"' in log
     assert '"event": "stopped"' in log
+
+
+# What each misbehaviour must be counted as, on the target that showed it.
+HOSTILE_REASONS: dict[HostileMode, set[str]] = {
+    HostileMode.GARBAGE: {"decode"},
+    HostileMode.TRUNCATED: {"decode"},
+    HostileMode.BAD_VALUE_TYPE: {"decode"},
+    HostileMode.WRONG_REQUEST_ID: {"timeout"},  # not an answer to our request: ignored
+    HostileMode.WRONG_COMMUNITY: {"timeout"},
+    HostileMode.BACKWARDS: {"oid_not_increasing"},
+    HostileMode.ENDLESS: {"walk_too_long", "budget"},
+    HostileMode.GEN_ERR: {"agent_error"},
+    HostileMode.TOO_BIG: {"agent_error"},
+}
+
+
+async def test_hostile_replies_are_counted_by_reason_logged_once_and_bounded(
+    tmp_path: Path, snmpd: AgentProcess, run_daemon: Callable[[Path], Any]
+) -> None:
+    from contextlib import AsyncExitStack
+
+    from structlog.testing import capture_logs
+
+    async with AsyncExitStack() as stack:
+        agents = {
+            mode: await stack.enter_async_context(HostileAgent(mode)) for mode in HOSTILE_REASONS
+        }
+        targets = [
+            {"name": mode.value, "address": f"127.0.0.1:{a.port}", "auth": "v2"}
+            for mode, a in agents.items()
+        ]
+        targets.append({"name": "healthy", "address": f"127.0.0.1:{snmpd.port}", "auth": "v2"})
+        # a module that does not fit the device: sysDescr is a string, declared a gauge
+        targets.append(
+            {
+                "name": "wrong-types",
+                "address": f"127.0.0.1:{snmpd.port}",
+                "auth": "v2",
+                "modules": ["mistyped"],
+            }
+        )
+        mistyped = {
+            "walk": ["1.3.6.1.2.1.1"],
+            "metrics": [
+                {"name": "sysDescr", "oid": "1.3.6.1.2.1.1.1", "type": "gauge"},
+                {"name": "sysUpTime", "oid": "1.3.6.1.2.1.1.3", "type": "gauge"},
+            ],
+        }
+        cfg = write_config(tmp_path / "c.yml", targets, modules={"mistyped": mistyped})
+        with capture_logs() as logs:
+            d = await run_daemon(cfg)
+            names = [t["name"] for t in targets]
+            await d.wait_for(
+                lambda: all(
+                    any(st.polls >= 3 for (t, _), st in d.daemon.poller.states.items() if t == n)
+                    for n in names
+                ),
+                "three polls of every target",
+                limit=20,
+            )
+            m = await d.metrics()
+            states = {n: d.state(n) for n in names if n != "wrong-types"}
+
+    for mode, reasons in HOSTILE_REASONS.items():
+        name = mode.value
+        counted = {
+            r: series(m, "commandcentre_snmp_errors_total", target=name, reason=r)[0]
+            for r in (
+                "timeout",
+                "auth",
+                "decode",
+                "agent_error",
+                "oid_not_increasing",
+                "walk_too_long",
+                "budget",
+                "transport",
+            )
+        }
+        nonzero = {r for r, n in counted.items() if n}
+        assert nonzero and nonzero <= reasons, (name, counted)
+        assert series(m, "commandcentre_snmp_up", target=name) == [0]
+        # each poll ended within its budget (0.9 s of the 1 s interval), with a margin
+        assert states[name].duration < 1.2, (name, states[name].duration)
+        failures = [e for e in logs if e["event"] == "snmp_poll_failed" and e.get("target") == name]
+        # logged when the failure starts (and again only if its reason changes)
+        assert 1 <= len(failures) <= len(reasons), (name, failures)
+        assert failures[0]["module"] == "system"
+        assert failures[0]["address"] == f"127.0.0.1:{agents[mode].port}"
+    # a device sending values of the wrong type is up, and the bad values are counted
+    assert series(m, "commandcentre_snmp_up", target="wrong-types", module="mistyped") == [1]
+    wrong = series(m, "commandcentre_snmp_errors_total", target="wrong-types", reason="wrong_type")
+    assert wrong[0] >= 3
+    assert series(m, "sysUpTime", target="wrong-types")[0] > 0  # the rest still maps
+    assert not series(m, "sysDescr", target="wrong-types")
+    # and the healthy device beside all of them was never disturbed
+    assert series(m, "commandcentre_snmp_up", target="healthy") == [1]
+    assert series(m, "commandcentre_snmp_errors_total", target="healthy", reason="timeout") == [0]
