@@ -561,7 +561,8 @@ async def test_hostile_replies_are_counted_by_reason_logged_once_and_bounded(
             )
         }
         nonzero = {r for r, n in counted.items() if n}
-        assert nonzero and nonzero <= reasons, (name, counted)
+        assert nonzero, (name, counted)
+        assert nonzero <= reasons, (name, counted)
         assert series(m, "commandcentre_snmp_up", target=name) == [0]
         # each poll ended within its budget (0.9 s of the 1 s interval), with a margin
         assert states[name].duration < 1.2, (name, states[name].duration)
