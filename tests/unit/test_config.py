@@ -1354,3 +1354,83 @@ def test_chained_lookup_may_use_an_earlier_lookups_label(tmp_path: Path) -> None
 )
 def test_listen_port_zero_means_any_free_port(text: str, want: tuple[str, int]) -> None:
     assert parse_listen(text) == want
+
+
+MQTT_BROKER = "  brokers: [{name: main, host: mqtt.example.org}]\n"
+
+
+@pytest.mark.parametrize(
+    ("subs", "path", "message", "given"),
+    [
+        pytest.param(
+            '    - {name: s, profile: zigbee2mqtt, topic: "zig/{device"}\n',
+            "mqtt.subscriptions[0]",
+            "topic level '{device': a level is either literal text or one {placeholder}; "
+            "MQTT wildcards are written as placeholders",
+            None,
+            id="bad template",
+        ),
+        pytest.param(
+            '    - {name: t, profile: number, topic: "x/{room}", metric: m, labels: {room: y}}\n',
+            "mqtt.subscriptions[0]",
+            "labels ['room']: the topic template or the profile already sets them",
+            None,
+            id="static label clashes with template",
+        ),
+        pytest.param(
+            '    - {name: u, broker: nope, profile: number, topic: "x/{d}", metric: m}\n',
+            "mqtt.subscriptions[0].broker",
+            "broker does not exist; known: main",
+            "'nope'",
+            id="unknown broker",
+        ),
+        pytest.param(
+            '    - {name: v, profile: number, topic: "x/{d}"}\n',
+            "mqtt.subscriptions[0]",
+            "profile number needs metric (the metric name for the value)",
+            None,
+            id="number without metric",
+        ),
+        pytest.param(
+            '    - {name: w, profile: json, topic: "x/{d}",'
+            ' fields: [{path: a, metric: "bad name"}]}\n',
+            "mqtt.subscriptions[0].fields[0].metric",
+            "must be a valid Prometheus metric name",
+            "'bad name'",
+            id="bad metric name",
+        ),
+        pytest.param(
+            '    - {name: x, profile: number, topic: "x/{d}", metric: m}\n'
+            '    - {name: x, profile: number, topic: "y/{d}", metric: m}\n',
+            "mqtt.subscriptions[1].name",
+            "duplicate subscription name (also mqtt.subscriptions[0])",
+            "'x'",
+            id="duplicate subscription",
+        ),
+    ],
+)
+def test_mqtt_config_problems(
+    tmp_path: Path, subs: str, path: str, message: str, given: str | None
+) -> None:
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("mqtt:\n" + MQTT_BROKER + "  subscriptions:\n" + subs)
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert [(p.path, p.message, p.given) for p in e.value.problems] == [(path, message, given)]
+
+
+def test_mqtt_config_loads_with_password_file_and_defaults(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("s3cr3t-MQTT\n")
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(
+        "mqtt:\n"
+        "  brokers: [{name: main, host: h, password_file: pw, tls: {}}]\n"
+        "  subscriptions: [{name: z, profile: zigbee2mqtt}]\n"
+    )
+    loaded = load_config(cfg)
+    broker = loaded.mqtt.brokers[0]
+    assert broker.password is not None
+    assert broker.password.reveal() == "s3cr3t-MQTT"
+    assert broker.effective_port == 8883  # TLS default
+    assert "s3cr3t-MQTT" not in repr(loaded)
+    assert loaded.mqtt.broker_of(loaded.mqtt.subscriptions[0]) is broker
