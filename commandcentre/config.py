@@ -44,6 +44,7 @@ from commandcentre.configbase import Strict as Strict
 from commandcentre.configbase import _check_labels, _expand_env, _read_secret_file
 from commandcentre.configbase import parse_duration as parse_duration
 from commandcentre.mqtt.config import MqttSpec
+from commandcentre.mqtt.mapping import compile_subscription
 
 # --------------------------------------------------------------------------- SNMP auth
 
@@ -876,6 +877,12 @@ class _Builder:
                     f"broker does not exist; known: {_known(brokers)}",
                     repr(sub.broker),
                 )
+            # Templates, shared groups and label clashes are checked by compiling the
+            # subscription, as the daemon will: check-config must catch what start would.
+            try:
+                compile_subscription(sub)
+            except ValueError as e:
+                self._problem(f"mqtt.subscriptions[{i}]", str(e))
 
     def _problem(self, path: str, message: str, given: str | None = None) -> None:
         self.problems.append(ConfigProblem(self.shown, path, message, given))
