@@ -22,6 +22,7 @@ from commandcentre import __version__
 from commandcentre.config import Config, ConfigError, load_config, parse_listen
 from commandcentre.http import build_app
 from commandcentre.logsetup import configure_logging
+from commandcentre.mqtt.service import MqttService
 from commandcentre.samples import Sample
 from commandcentre.sdnotify import Notifier
 from commandcentre.snmp.poller import PlannedModule, Poller
@@ -53,6 +54,7 @@ class Daemon:
         self.client = client if client is not None else _default_client()
         self.poller = Poller(self.client, self.store, config.snmp.max_in_flight)
         self.scheduler = Scheduler(self.poller)
+        self.mqtt = MqttService(self.store)
         self.notifier = notifier or Notifier()
         self.ready = False
         self.bound: list[tuple[str, int]] = []
@@ -72,10 +74,12 @@ class Daemon:
         self.config = config
         self.poller.resize(config.snmp.max_in_flight)
         added, removed, changed = self.scheduler.apply(plans)
+        self.mqtt.apply(config.mqtt)
         log.info(
             "config_applied",
             file=config.source,
             targets=len(config.snmp.targets),
+            mqtt_subscriptions=len(config.mqtt.subscriptions),
             added=added,
             removed=removed,
             changed=changed,
@@ -126,6 +130,7 @@ class Daemon:
 
     def self_samples(self) -> list[Sample]:
         out = self.poller.self_samples()
+        out += self.mqtt.self_samples()
         out.append(
             Sample(
                 "commandcentre_build_info",
@@ -218,6 +223,7 @@ class Daemon:
             return 1
         self.bound = [(str(a[0]), int(a[1])) for a in runner.addresses]
         self.scheduler.start()
+        self.mqtt.start()
         self.ready = True
         self.notifier.notify("READY=1", f"STATUS=polling {len(self.config.snmp.targets)} targets")
         log.info("listening", listen=self.listen, addresses=[f"{h}:{p}" for h, p in self.bound])
@@ -233,6 +239,7 @@ class Daemon:
             if watchdog is not None:
                 watchdog.cancel()
             await self.scheduler.stop()
+            await self.mqtt.stop()
             await runner.cleanup()
             await self.client.close()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import html
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -206,33 +206,138 @@ def _scrape_budget(request: web.Request) -> float:
     return max(0.5, min(given - 0.25, 120.0))
 
 
+STATUS_REFRESH_SECONDS = 10
+
+_STATUS_CSS = (
+    "body{font-family:sans-serif;background:#111;color:#eee;margin:1.5rem;font-size:1.25rem}"
+    "h1{margin:0 0 .5rem}h2{margin:1.5rem 0 .5rem;font-size:1.4rem}"
+    "table{border-collapse:collapse}td,th{padding:.2rem .8rem;text-align:left}"
+    "th{color:#aaa;font-weight:normal;border-bottom:1px solid #444}"
+    ".ok{color:#5d5}.bad{color:#fff;background:#b22;font-weight:bold}"
+    ".summary span{display:inline-block;margin-right:1.5rem;padding:.2rem .6rem}"
+    "a{color:#8bf}.muted{color:#999}"
+)
+
+
+def _ago(ts: float, now: float) -> str:
+    if ts <= 0:
+        return "never"
+    seconds = max(0, int(now - ts))
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    return f"{seconds // 3600}h ago"
+
+
+def _table(
+    headers: tuple[str, ...], rows: Sequence[tuple[bool, dict[str, str], tuple[object, ...]]]
+) -> str:
+    """An HTML table; every cell and attribute is escaped (names, topics and errors
+    are untrusted). A row is (bad?, data attributes, cells); bad rows are red."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = []
+    for bad, attrs, cells in rows:
+        attr = "".join(f' data-{k}="{html.escape(v, quote=True)}"' for k, v in attrs.items())
+        tds = "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
+        body.append(f'<tr class="{"bad" if bad else "ok"}"{attr}>{tds}</tr>')
+    if not body:
+        body.append(f'<tr><td class="muted" colspan="{len(headers)}">none configured</td></tr>')
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
 async def status_page(request: web.Request) -> web.Response:
+    """For sysadmins, and for the wall when Grafana is down: no external assets,
+    refreshes itself, every value escaped, no secrets (config objects hold none in
+    printable form, and error details never carry credentials)."""
     daemon = request.app[DAEMON_KEY]
-    rows = []
-    for (target, module), st in sorted(daemon.poller.states.items()):
-        reason = st.last_reason.value if st.last_reason else ""
-        rows.append(
-            "<tr>"
-            + "".join(
-                f"<td>{html.escape(str(c))}</td>"
-                for c in (
-                    target,
-                    module,
-                    "up" if st.up else "DOWN",
-                    f"{st.duration:.3f}s",
-                    st.varbinds,
-                    reason,
-                )
-            )
-            + "</tr>"
+    now = time.time()
+    snmp_rows = [
+        (
+            not st.up,
+            {"target": target, "module": module, "state": "up" if st.up else "down"},
+            (
+                target,
+                module,
+                "up" if st.up else "DOWN",
+                _ago(st.last_success, now),
+                f"{st.duration:.2f}s",
+                st.varbinds,
+                f"{st.last_reason.value}: {st.last_error}" if st.last_reason else "",
+            ),
         )
+        for (target, module), st in sorted(daemon.poller.states.items())
+    ]
+    broker_rows = [
+        (
+            not s.connected,
+            {"broker": name, "state": "connected" if s.connected else "disconnected"},
+            (
+                name,
+                "connected" if s.connected else "DISCONNECTED",
+                _ago(s.last_connect, now),
+                s.reconnects,
+                s.messages_received,
+                s.messages_dropped,
+                s.last_error,
+            ),
+        )
+        for name, s in daemon.mqtt.broker_states()
+    ]
+    sub_rows = [
+        (
+            False,
+            {"subscription": name},
+            (name, st.series, st.messages, sum(st.bad.values()), st.refused),
+        )
+        for name, st in sorted(daemon.mqtt.cache.subs.items())
+    ]
+    offline = daemon.mqtt.cache.offline_devices()
+    sensor_rows = [
+        (True, {"device": device, "state": "offline"}, (sub, device, _ago(seen, now)))
+        for sub, device, seen in offline
+    ]
+    down = sum(1 for bad, _, _ in snmp_rows if bad)
+    disconnected = sum(1 for bad, _, _ in broker_rows if bad)
+    reload_ok = bool(daemon.reload_ok)
+
+    def badge(bad: bool, text: str) -> str:
+        return f'<span class="{"bad" if bad else "ok"}">{html.escape(text)}</span>'
+
+    summary = (
+        '<p class="summary">'
+        + badge(bool(down), f"{len(snmp_rows) - down}/{len(snmp_rows)} SNMP polls up")
+        + badge(bool(offline), f"{len(offline)} sensors offline")
+        + badge(bool(disconnected), f"{len(broker_rows) - disconnected}/{len(broker_rows)} brokers")
+        + badge(not reload_ok, "config OK" if reload_ok else "config reload FAILED")
+        + "</p>"
+    )
     body = (
-        "<!doctype html><html><head><meta charset=utf-8><title>commandcentre</title>"
-        "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:left}</style>"
-        "</head><body><h1>commandcentre</h1>"
-        f"<p>Config: {html.escape(daemon.config.source)} &middot; "
-        '<a href="/metrics">/metrics</a> &middot; <a href="/-/ready">/-/ready</a></p>'
-        "<table><tr><th>target</th><th>module</th><th>state</th><th>last poll</th>"
-        "<th>varbinds</th><th>last error</th></tr>" + "".join(rows) + "</table></body></html>"
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f'<meta http-equiv="refresh" content="{STATUS_REFRESH_SECONDS}">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>commandcentre status</title><style>{_STATUS_CSS}</style></head><body>"
+        "<h1>commandcentre</h1>"
+        + summary
+        + '<p class="muted">'
+        + f"config {html.escape(daemon.config.source)}, "
+        + f"last good load {_ago(daemon.reload_time, now)} &middot; "
+        + f"refreshes every {STATUS_REFRESH_SECONDS}s &middot; "
+        + '<a href="/metrics">/metrics</a></p>'
+        + "<h2>SNMP targets</h2>"
+        + _table(
+            ("target", "module", "state", "last success", "poll", "varbinds", "last error"),
+            snmp_rows,
+        )
+        + "<h2>Sensors offline</h2>"
+        + _table(("subscription", "device", "last seen"), sensor_rows)
+        + "<h2>MQTT brokers</h2>"
+        + _table(
+            ("broker", "state", "connected", "reconnects", "received", "dropped", "last error"),
+            broker_rows,
+        )
+        + "<h2>MQTT subscriptions</h2>"
+        + _table(("subscription", "series", "messages", "bad payloads", "refused"), sub_rows)
+        + "</body></html>"
     )
     return web.Response(text=body, content_type="text/html", charset="utf-8")

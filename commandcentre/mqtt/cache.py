@@ -6,7 +6,8 @@ it was seen, and renders each device's series into the sample store (key
 ``("mqtt", subscription, device labels)``) whenever one of them changes. A
 series not updated for the subscription's ``ttl`` leaves ``/metrics`` (as
 mqtt2prometheus' cache does) instead of showing a dead sensor's last value
-forever. Caps per subscription and overall refuse *new* series beyond them
+forever; availability (``..._up``) is the exception, since it is published only
+when it changes. Caps per subscription and overall refuse *new* series beyond them
 (existing ones keep updating), so a misconfigured device flooding topics
 cannot take the daemon's memory.
 
@@ -165,9 +166,14 @@ class SeriesCache:
         dropped = 0
         for st in self.subs.values():
             cutoff = now - st.sub.ttl
+            # Availability comes from retained LWT/status messages, sent only when it
+            # changes: it stays until the next one says otherwise, whatever the TTL.
+            availability = st.sub.metric_prefix + "up"
             for device in list(st.devices):
                 series = st.devices[device]
-                stale = [name for name, s in series.items() if s.seen < cutoff]
+                stale = [
+                    name for name, s in series.items() if s.seen < cutoff and name != availability
+                ]
                 if not stale:
                     continue
                 for name in stale:
@@ -185,6 +191,24 @@ class SeriesCache:
         """Seconds until the next expiry pass is worth doing: a quarter of the shortest TTL."""
         ttls = [st.sub.ttl for st in self.subs.values()]
         return min(30.0, max(0.5, min(ttls, default=30.0) / 4))
+
+    def offline_devices(self) -> list[tuple[str, str, float]]:
+        """(subscription, device, last seen) of every device whose availability is 0."""
+        out = []
+        for name, st in self.subs.items():
+            availability = st.sub.metric_prefix + "up"
+            for series in st.devices.values():
+                s = series.get(availability)
+                if s is not None and s.reading.value == 0:
+                    labels = dict(s.reading.labels)
+                    device = labels.get("device") or ",".join(f"{k}={v}" for k, v in labels.items())
+                    seen = (
+                        max(x.seen for n, x in series.items() if n != availability)
+                        if len(series) > 1
+                        else s.seen
+                    )
+                    out.append((name, device, seen))
+        return sorted(out)
 
     # ------------------------------------------------------------------ problems
 

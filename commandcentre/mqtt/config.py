@@ -8,6 +8,7 @@ checks cross-references (a subscription's broker must exist).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -29,13 +30,30 @@ _METRIC_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 
 
 class TlsConfig(Strict):
-    """TLS to the broker: CA only (server authentication) or with a client certificate."""
+    """TLS to the broker: CA only (server authentication) or with a client certificate.
+
+    File paths are relative to the config file; ``${VAR}`` in them is expanded
+    (``${CREDENTIALS_DIRECTORY}/mqtt-client.key``).
+    """
 
     ca_file: str | None = None  # None: the system's trust store
     cert_file: str | None = None
     key_file: str | None = None
     server_name: str | None = None  # SNI / name to verify, if not the host
     insecure_skip_verify: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_paths(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return data
+        base_dir = Path((info.context or {}).get("base_dir", "."))
+        data = dict(data)
+        for key in ("ca_file", "cert_file", "key_file"):
+            if isinstance(data.get(key), str):
+                path = Path(_expand_env(data[key], key))
+                data[key] = str(path if path.is_absolute() else base_dir / path)
+        return data
 
     @model_validator(mode="after")
     def _pair(self) -> TlsConfig:
@@ -71,8 +89,6 @@ class Broker(Strict):
     def _resolve_password(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             return data
-        from pathlib import Path
-
         base_dir = Path((info.context or {}).get("base_dir", "."))
         data = dict(data)
         if data.get("password") is not None and data.get("password_file") is not None:
@@ -82,6 +98,13 @@ class Broker(Strict):
         elif isinstance(data.get("password_file"), str):
             data["password"] = _read_secret_file(data["password_file"], base_dir, "password")
         return data
+
+    @model_validator(mode="after")
+    def _password_needs_user(self) -> Broker:
+        if self.password is not None and not self.username:
+            # MQTT sends a password only with a user name: it would be silently unused
+            raise ValueError("password (or password_file) needs username")
+        return self
 
     @property
     def effective_port(self) -> int:

@@ -72,5 +72,6 @@ class BrokerStats:
     last_connect: float = 0.0  # Unix time
     messages_received: int = 0
     messages_dropped: int = 0  # over max_queued_messages
+    consumer_errors: int = 0  # messages whose processing raised (a bug: logged, then skipped)
     last_error: str = ""
     errors: dict[str, int] = field(default_factory=dict)  # connection failures by kind

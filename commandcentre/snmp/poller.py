@@ -72,6 +72,7 @@ class ModuleState:
     varbinds: int = 0
     failures_in_a_row: int = 0
     last_reason: ErrorReason | None = None
+    last_error: str = ""  # detail of the last failure, for the status page
     errors: dict[ErrorReason, int] = field(default_factory=lambda: dict.fromkeys(ErrorReason, 0))
 
 
@@ -233,6 +234,7 @@ class Poller:
     ) -> None:
         st.up = 0
         st.errors[reason] += 1
+        st.last_error = detail
         st.failures_in_a_row += 1
         st.varbinds = 0
         if st.last_reason is not reason:

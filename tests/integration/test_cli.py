@@ -111,7 +111,10 @@ def test_demo_runs_the_simulated_server_room_and_stops_cleanly() -> None:
                 for s in f.samples
                 if s.name == "commandcentre_snmp_up"
             }
-            if up and all(v == 1 for v in up.values()):
+            sensors_in = 'commandcentre_mqtt_connected{broker="demo"} 1' in text and (
+                "commandcentre_sensor_temperature_celsius{" in text
+            )
+            if up and all(v == 1 for v in up.values()) and sensors_in:
                 ups = up
                 break
             time.sleep(0.2)
@@ -125,6 +128,17 @@ def test_demo_runs_the_simulated_server_room_and_stops_cleanly() -> None:
         }, ups
         assert 'upsEstimatedChargeRemaining{target="ups-rfc1628"' in text
         assert 'ifHCInOctets{ifIndex="1"' in text
+        # the simulated sensors, in each of the three ecosystems' styles
+        for line in (
+            'commandcentre_sensor_temperature_celsius{device="server-room/rack-a1/inlet"',
+            'commandcentre_sensor_power_watts{device="rack-a1-power"',
+            'commandcentre_sensor_temperature_celsius{device="rack-a3-env",sensor="inlet_temperature"',
+            'commandcentre_sensor_door_open{device="server-room/door"',
+            'commandcentre_sensor_up{device="rack-a3-env"',
+        ):
+            assert line in text, line
+        no_bad = 'subscription="demo-zigbee2mqtt",reason="not_json"} 0'
+        assert "commandcentre_mqtt_bad_payloads_total{" + no_bad in text
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         assert proc.wait(timeout=15) == 0
         _, err = proc.communicate()

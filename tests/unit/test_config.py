@@ -1424,7 +1424,8 @@ def test_mqtt_config_loads_with_password_file_and_defaults(tmp_path: Path) -> No
     cfg = tmp_path / "c.yml"
     cfg.write_text(
         "mqtt:\n"
-        "  brokers: [{name: main, host: h, password_file: pw, tls: {}}]\n"
+        "  brokers: [{name: main, host: h, username: cc, password_file: pw,"
+        " tls: {ca_file: ca.pem}}]\n"
         "  subscriptions: [{name: z, profile: zigbee2mqtt}]\n"
     )
     loaded = load_config(cfg)
@@ -1432,5 +1433,18 @@ def test_mqtt_config_loads_with_password_file_and_defaults(tmp_path: Path) -> No
     assert broker.password is not None
     assert broker.password.reveal() == "s3cr3t-MQTT"
     assert broker.effective_port == 8883  # TLS default
+    assert broker.tls is not None
+    assert broker.tls.ca_file == str(tmp_path / "ca.pem")  # relative to the config file
     assert "s3cr3t-MQTT" not in repr(loaded)
     assert loaded.mqtt.broker_of(loaded.mqtt.subscriptions[0]) is broker
+
+
+def test_mqtt_password_without_username_is_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("mqtt:\n  brokers: [{name: main, host: h, password: hunter2-MARK}]\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert [(p.path, p.message) for p in e.value.problems] == [
+        ("mqtt.brokers[0]", "password (or password_file) needs username")
+    ]
+    assert "hunter2-MARK" not in str(e.value)

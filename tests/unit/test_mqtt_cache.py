@@ -179,3 +179,14 @@ def test_self_metrics_count_by_subscription_and_reason(clock: Clock) -> None:
         ]
         == 0
     )
+
+
+def test_availability_does_not_expire(clock: Clock) -> None:
+    store = SampleStore()
+    cache = SeriesCache(store, clock=clock)
+    cache.configure([sub(ttl="60s")], 1000)
+    up = Reading("commandcentre_sensor_up", (("device", "a1"),), 1, "gauge", "Online.")
+    cache.ingest("s", outcome(up, reading("a1")), "t/a1")
+    clock.now += 3600
+    assert cache.expire() == 1  # the temperature, not the availability
+    assert scrape(store)[("commandcentre_sensor_up", frozenset({("device", "a1")}))] == 1
