@@ -977,9 +977,17 @@ class _Builder:
                 f"{key}.modules", "no modules: name at least one (here or in snmp.defaults.modules)"
             )
         labels = {**d.labels, **spec.labels}
+        endpoint = parse_endpoint(spec.address)
+        if endpoint.transport == "tcp" and "address" not in t.bad_keys:
+            self._problem(
+                f"{key}.address",
+                "tcp:// is not supported yet: the SNMP backend (pysnmp 7) has no TCP client; "
+                "use UDP",
+                repr(spec.address),
+            )
         return Target(
             name=spec.name,
-            endpoint=parse_endpoint(spec.address),
+            endpoint=endpoint,
             auth_name=self._auth_for(key, spec, d, mod_names),
             modules=tuple(mod_names),
             interval=spec.interval or d.interval,
