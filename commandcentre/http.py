@@ -231,7 +231,9 @@ def _ago(ts: float, now: float) -> str:
 
 
 def _table(
-    headers: tuple[str, ...], rows: Sequence[tuple[bool, dict[str, str], tuple[object, ...]]]
+    headers: tuple[str, ...],
+    rows: Sequence[tuple[bool, dict[str, str], tuple[object, ...]]],
+    empty: str = "none configured",
 ) -> str:
     """An HTML table; every cell and attribute is escaped (names, topics and errors
     are untrusted). A row is (bad?, data attributes, cells); bad rows are red."""
@@ -242,7 +244,9 @@ def _table(
         tds = "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
         body.append(f'<tr class="{"bad" if bad else "ok"}"{attr}>{tds}</tr>')
     if not body:
-        body.append(f'<tr><td class="muted" colspan="{len(headers)}">none configured</td></tr>')
+        body.append(
+            f'<tr><td class="muted" colspan="{len(headers)}">{html.escape(empty)}</td></tr>'
+        )
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
@@ -330,7 +334,7 @@ async def status_page(request: web.Request) -> web.Response:
             snmp_rows,
         )
         + "<h2>Sensors offline</h2>"
-        + _table(("subscription", "device", "last seen"), sensor_rows)
+        + _table(("subscription", "device", "last seen"), sensor_rows, empty="none")
         + "<h2>MQTT brokers</h2>"
         + _table(
             ("broker", "state", "connected", "reconnects", "received", "dropped", "last error"),
