@@ -28,6 +28,7 @@ import yaml
 
 from commandcentre.config import ConfigError, load_config, parse_duration, parse_listen
 from commandcentre.demo.broker import BrokerUnavailableError, DemoBroker, run_demo_broker
+from commandcentre.demo.processes import free_port, stop_process
 from commandcentre.demo.sensors import REPORT_INTERVAL, SensorRoom, demo_subscriptions
 from commandcentre.logsetup import configure_logging
 
@@ -42,12 +43,6 @@ DEVICES: dict[str, tuple[list[str], str]] = {
     "ups-apc": (["system", "apcups"], "server-room"),
     "switch-24": (["system", "if_mib"], "server-room"),
 }
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _snmpsim_command() -> str:
@@ -109,16 +104,19 @@ def demo_config(
 
 
 @contextlib.contextmanager
-def simulated_devices(workdir: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """Start snmpsim on a free 127.0.0.1 port serving a copy of the recordings."""
+def simulated_devices(
+    workdir: Path, data_dir: Path = DATA_DIR
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """Start snmpsim on a free 127.0.0.1 UDP port serving a copy of the recordings in
+    ``data_dir`` (real files: snmpsim does not serve links from outside its data dir)."""
     data = workdir / "data"
     data.mkdir()
-    for f in DATA_DIR.iterdir():
+    for f in data_dir.iterdir():
         if f.suffix == ".snmprec" or f.name.endswith(".snmprec.bz2"):
             shutil.copyfile(f, data / f.name)
     cache = workdir / "cache"
     cache.mkdir()
-    port = _free_udp_port()
+    port = free_port(socket.SOCK_DGRAM)
     logfile = (workdir / "snmpsim.log").open("wb")
     # Run as root, snmpsim wants to drop privileges to a user that cannot read a
     # Python installed under /root; SNMPSIM_ALLOW_ROOT keeps it as it is. As a
@@ -140,13 +138,7 @@ def simulated_devices(workdir: Path) -> Iterator[tuple[int, subprocess.Popen[byt
     try:
         yield port, proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
         logfile.close()
 
 

@@ -32,6 +32,9 @@ from typing import Any
 from pyasn1.codec.ber import decoder, encoder
 from pysnmp.proto import api
 
+from commandcentre.demo import simulated_devices
+from commandcentre.demo.processes import free_port, stop_process
+
 SNMPD = "/usr/sbin/snmpd"
 SNMPSIM = str(Path(sys.executable).with_name("snmpsim-command-responder"))
 SYS_UPTIME_0 = (1, 3, 6, 1, 2, 1, 1, 3, 0)
@@ -47,16 +50,12 @@ class AgentStartError(RuntimeError):
 
 def free_udp_port() -> int:
     """A UDP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port(socket.SOCK_DGRAM)
 
 
 def free_tcp_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port(socket.SOCK_STREAM)
 
 
 # --------------------------------------------------------------------------- raw SNMP probe
@@ -113,16 +112,6 @@ class AgentProcess:
             return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def _wait_until_answering(agent: AgentProcess, community: str, what: str, limit: float) -> None:
@@ -238,7 +227,7 @@ def run_snmpd(
             _wait_until_answering(agent, community, "snmpd", start_timeout)
             yield agent
         finally:
-            _stop(proc)
+            stop_process(proc)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -269,36 +258,11 @@ def run_snmpsim(
     community = probe_community or files[0].name.split(".snmprec")[0]
     workdir = Path(tempfile.mkdtemp(prefix="cc-snmpsim-"))
     try:
-        data = workdir / "data"
-        data.mkdir()
-        for f in files:  # real files, not symlinks: snmpsim does not serve links from outside
-            shutil.copyfile(f, data / f.name)
-        cache = workdir / "cache"
-        cache.mkdir()
-        log_path = workdir / "snmpsim.log"
-        port = free_udp_port()
-        env = {**os.environ, "SNMPSIM_ALLOW_ROOT": "true"}
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [
-                    SNMPSIM,
-                    f"--data-dir={data}",
-                    f"--cache-dir={cache}",
-                    f"--agent-udpv4-endpoint=127.0.0.1:{port}",
-                    "--logging-method=stderr",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=workdir,
-            )
-        agent = AgentProcess("127.0.0.1", port, proc, log_path, workdir)
-        try:
+        # the demo's own launcher: the same command line the demo runs
+        with simulated_devices(workdir, src) as (port, proc):
+            agent = AgentProcess("127.0.0.1", port, proc, workdir / "snmpsim.log", workdir)
             _wait_until_answering(agent, community, "snmpsim", start_timeout)
             yield agent
-        finally:
-            _stop(proc)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

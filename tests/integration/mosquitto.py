@@ -39,6 +39,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from commandcentre.demo.processes import free_port, stop_process
+
 MOSQUITTO = "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
 MOSQUITTO_SUB = "/usr/bin/mosquitto_sub"
@@ -51,9 +53,7 @@ class BrokerStartError(RuntimeError):
 
 def free_tcp_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port()
 
 
 # --------------------------------------------------------------------------- certificates
@@ -280,15 +280,8 @@ class Mosquitto:
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it does not exit within 5 s."""
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        if proc is not None:
+            stop_process(proc)
 
     def kill(self) -> None:
         """SIGKILL: the broker vanishes without closing anything gracefully."""
