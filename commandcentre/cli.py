@@ -62,6 +62,19 @@ def check_config(path: str) -> int:
     print(f"  modules:     {len(snmp.modules)} ({', '.join(sorted(snmp.modules))})")
     auths = ", ".join(f"{n} (v{a.version})" for n, a in sorted(snmp.auths.items()))
     print(f"  auths:       {len(snmp.auths)} ({auths})")
+    mqtt = cfg.mqtt
+    print(f"  mqtt brokers: {len(mqtt.brokers)}")
+    for b in mqtt.brokers:
+        tls = " tls" if b.tls is not None else ""
+        user = f" user={b.username}" if b.username else ""
+        print(f"    - {b.name} {b.host}:{b.effective_port} mqtt {b.protocol}{tls}{user}")
+    print(f"  mqtt subscriptions: {len(mqtt.subscriptions)}")
+    for sub in mqtt.subscriptions:
+        shared = f" shared={sub.shared_group}" if sub.shared_group else ""
+        print(
+            f"    - {sub.name} {sub.profile} on {mqtt.broker_of(sub).name}"
+            f" topic={sub.topic or '(profile default)'} ttl {sub.ttl:g}s{shared}"
+        )
     return 0
 
 
