@@ -131,11 +131,6 @@ class SampleStore:
         self._groups.pop(key, None)
         self._series.pop(key, None)
 
-    def drop_where(self, predicate: object) -> None:
-        """Drop every key for which ``predicate(key)`` is true."""
-        for key in [k for k in self._groups if predicate(k)]:  # type: ignore[operator]
-            self.drop(key)
-
     def keys(self) -> list[Hashable]:
         return list(self._groups)
 

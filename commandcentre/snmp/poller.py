@@ -57,7 +57,6 @@ class PlannedModule:
 @dataclass
 class FetchResult:
     varbinds: list[VarBind]
-    pdus: int
 
 
 @dataclass
@@ -141,21 +140,18 @@ class Poller:
             allow_nonincreasing_oids=mod.allow_nonincreasing_oids,
         )
         varbinds: list[VarBind] = []
-        pdus = 0
         for root in planned.walk:
             got = await self._request(
                 lambda root=root: self.client.walk(endpoint, auth, root, options),  # type: ignore[misc]
                 suspect,
             )
             varbinds.extend(got)
-            pdus += 1
         if planned.get:
             got = await self._request(
                 lambda: self.client.get(endpoint, auth, planned.get, options), suspect
             )
             varbinds.extend(got)
-            pdus += 1
-        return FetchResult(varbinds, pdus)
+        return FetchResult(varbinds)
 
     # ------------------------------------------------------------------ polling a target
 
