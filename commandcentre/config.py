@@ -849,22 +849,10 @@ class _Builder:
     def _check_mqtt(self, mqtt: MqttSpec) -> None:
         brokers: dict[str, int] = {}
         for i, b in enumerate(mqtt.brokers):
-            if b.name in brokers:
-                self._problem(
-                    f"mqtt.brokers[{i}].name",
-                    f"duplicate broker name (also mqtt.brokers[{brokers[b.name]}])",
-                    repr(b.name),
-                )
-            brokers.setdefault(b.name, i)
+            self._duplicate(brokers, b.name, "mqtt.brokers", i, "broker")
         subs: dict[str, int] = {}
         for i, sub in enumerate(mqtt.subscriptions):
-            if sub.name in subs:
-                self._problem(
-                    f"mqtt.subscriptions[{i}].name",
-                    f"duplicate subscription name (also mqtt.subscriptions[{subs[sub.name]}])",
-                    repr(sub.name),
-                )
-            subs.setdefault(sub.name, i)
+            self._duplicate(subs, sub.name, "mqtt.subscriptions", i, "subscription")
             if sub.broker is None and len(mqtt.brokers) != 1:
                 self._problem(
                     f"mqtt.subscriptions[{i}].broker",
@@ -883,6 +871,18 @@ class _Builder:
                 compile_subscription(sub)
             except ValueError as e:
                 self._problem(f"mqtt.subscriptions[{i}]", str(e))
+
+    def _duplicate(self, seen: dict[str, int], name: str, section: str, i: int, what: str) -> bool:
+        """Report ``name`` if an earlier entry of ``section`` has it; else remember it."""
+        if name in seen:
+            self._problem(
+                f"{section}[{i}].name",
+                f"duplicate {what} name (also {section}[{seen[name]}])",
+                repr(name),
+            )
+            return True
+        seen[name] = i
+        return False
 
     def _problem(self, path: str, message: str, given: str | None = None) -> None:
         self.problems.append(ConfigProblem(self.shown, path, message, given))
@@ -952,15 +952,8 @@ class _Builder:
         seen: dict[str, int] = {}
         for t in targets:
             target = self._target(t, d)
-            if t.spec.name in seen:
-                self._problem(
-                    f"snmp.targets[{t.index}].name",
-                    f"duplicate target name (also snmp.targets[{seen[t.spec.name]}])",
-                    repr(t.spec.name),
-                )
-                continue
-            seen[t.spec.name] = t.index
-            built.append(target)
+            if not self._duplicate(seen, t.spec.name, "snmp.targets", t.index, "target"):
+                built.append(target)
         return built
 
     def _target(self, t: _TargetIn, d: TargetDefaults) -> Target:
