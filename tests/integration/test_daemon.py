@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,6 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from commandcentre.config import load_config
 from commandcentre.daemon import Daemon
 from tests.integration.agents import (
     SNMPD_USERS,
@@ -31,6 +31,7 @@ from tests.integration.agents import (
     free_udp_port,
     run_snmpd,
 )
+from tests.integration.daemons import running_daemon
 
 pytestmark = pytest.mark.integration
 
@@ -117,26 +118,14 @@ class Running:
 
 @pytest.fixture
 async def run_daemon() -> AsyncIterator[Callable[[Path], Any]]:
-    started: list[tuple[Daemon, asyncio.Task[int]]] = []
-    session = aiohttp.ClientSession()
+    async with AsyncExitStack() as stack:
+        session = await stack.enter_async_context(aiohttp.ClientSession())
 
-    async def start(config_path: Path) -> Running:
-        daemon = Daemon(load_config(config_path))
-        task = asyncio.create_task(daemon.run())
-        started.append((daemon, task))
-        deadline = time.monotonic() + 10
-        while not daemon.ready:
-            assert not task.done(), f"daemon exited early: {task.result()}"
-            assert time.monotonic() < deadline, "daemon did not become ready"
-            await asyncio.sleep(0.02)
-        host, port = daemon.bound[0]
-        return Running(daemon, f"http://{host}:{port}", session)
+        async def start(config_path: Path) -> Running:
+            daemon, base = await stack.enter_async_context(running_daemon(config_path))
+            return Running(daemon, base, session)
 
-    yield start
-    for daemon, task in started:
-        daemon.request_stop()
-        assert await asyncio.wait_for(task, 10) == 0
-    await session.close()
+        yield start
 
 
 def series(
@@ -501,8 +490,6 @@ HOSTILE_REASONS: dict[HostileMode, set[str]] = {
 async def test_hostile_replies_are_counted_by_reason_logged_once_and_bounded(
     tmp_path: Path, snmpd: AgentProcess, run_daemon: Callable[[Path], Any]
 ) -> None:
-    from contextlib import AsyncExitStack
-
     from structlog.testing import capture_logs
 
     async with AsyncExitStack() as stack:

@@ -9,6 +9,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,10 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from commandcentre.config import load_config
 from commandcentre.daemon import Daemon
 from commandcentre.mqtt.aiomqtt_client import AiomqttPublisher
 from commandcentre.mqtt.config import Broker
+from tests.integration.daemons import running_daemon
 from tests.integration.mosquitto import Mosquitto
 
 pytestmark = pytest.mark.integration
@@ -62,10 +63,9 @@ def write_config(
 
 
 class Running:
-    def __init__(self, daemon: Daemon, session: aiohttp.ClientSession) -> None:
+    def __init__(self, daemon: Daemon, base: str, session: aiohttp.ClientSession) -> None:
         self.daemon = daemon
-        host, port = daemon.bound[0]
-        self.base = f"http://{host}:{port}"
+        self.base = base
         self.session = session
 
     async def metrics(self) -> Metrics:
@@ -100,23 +100,14 @@ def value(m: Metrics, name: str, **labels: str) -> float | None:
 
 @pytest.fixture
 async def start() -> AsyncIterator[Callable[[Path], Any]]:
-    running: list[tuple[Daemon, asyncio.Task[int]]] = []
-    session = aiohttp.ClientSession()
+    async with AsyncExitStack() as stack:
+        session = await stack.enter_async_context(aiohttp.ClientSession())
 
-    async def go(path: Path) -> Running:
-        d = Daemon(load_config(path))
-        task = asyncio.create_task(d.run())
-        running.append((d, task))
-        while not d.ready:
-            assert not task.done(), task.result()
-            await asyncio.sleep(0.02)
-        return Running(d, session)
+        async def go(path: Path) -> Running:
+            daemon, base = await stack.enter_async_context(running_daemon(path))
+            return Running(daemon, base, session)
 
-    yield go
-    for d, task in running:
-        d.request_stop()
-        assert await asyncio.wait_for(task, 10) == 0
-    await session.close()
+        yield go
 
 
 async def publish(broker: Mosquitto, *msgs: tuple[str, bytes, bool], qos: int = 0) -> None:
@@ -270,7 +261,9 @@ async def test_broker_restart_reconnects_resubscribes_and_carries_on(
     m = await d.wait_for(
         lambda m: value(m, "commandcentre_sensor_power_watts", device="m") == 2, "after"
     )
-    assert value(m, "commandcentre_mqtt_reconnects_total", broker="main") >= 1
+    reconnects = value(m, "commandcentre_mqtt_reconnects_total", broker="main")
+    assert reconnects is not None
+    assert reconnects >= 1
     assert reconnect_seconds < 5, reconnect_seconds
 
 

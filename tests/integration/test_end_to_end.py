@@ -50,11 +50,11 @@ import pytest_asyncio
 import yaml
 
 from commandcentre import demo
-from commandcentre.config import load_config
 from commandcentre.daemon import Daemon
 from commandcentre.demo.broker import BrokerUnavailableError, DemoBroker, run_demo_broker
 from commandcentre.demo.sensors import SensorRoom
 from tests.integration.agents import free_tcp_port, probe
+from tests.integration.daemons import running_daemon
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -370,63 +370,52 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         cfg = yaml.safe_load(path.read_text())
         cfg["snmp"]["defaults"].update({"timeout": "1s", "retries": 0})
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        daemon = Daemon(load_config(path))
-        daemon_task = asyncio.create_task(daemon.run())
-        session = aiohttp.ClientSession()
-        sensors: asyncio.Task[None] | None = None
-        prometheus: subprocess.Popen[bytes] | None = None
-        try:
+        async with running_daemon(path, ready_within=15) as (daemon, daemon_url):
+            daemon_address = daemon_url.removeprefix("http://")
+            session = aiohttp.ClientSession()
+            sensors: asyncio.Task[None] | None = None
+            prometheus: subprocess.Popen[bytes] | None = None
+            try:
+                room = SensorRoom(start=night_start())
+                # publish_sensors reads REPORT_INTERVAL at every round: patched for good
+                exits.enter_context(patched_report_interval())
+                sensors = asyncio.create_task(demo.publish_sensors(broker, room))
 
-            async def ready() -> bool:
-                assert not daemon_task.done(), daemon_task
-                return daemon.ready
+                prometheus, prom_url = start_prometheus(workdir, daemon_address)
+                st = Stack(
+                    workdir,
+                    daemon,
+                    f"http://{daemon_address}",
+                    prom_url,
+                    room,
+                    broker,
+                    snmpsim_port,
+                    snmpsim,
+                    session,
+                    prometheus,
+                )
 
-            await wait_for(ready, "the daemon to be ready", 15, every=0.05)
-            host, port = daemon.bound[0]
-            daemon_address = f"{host}:{port}"
+                async def prometheus_ready() -> bool:
+                    assert prometheus is not None
+                    assert prometheus.poll() is None, st.prometheus_log()
+                    try:
+                        async with session.get(
+                            prom_url + "/-/ready", timeout=aiohttp.ClientTimeout(total=1)
+                        ) as r:
+                            return r.status == 200
+                    except aiohttp.ClientError:
+                        return False
 
-            room = SensorRoom(start=night_start())
-            # publish_sensors reads REPORT_INTERVAL at every round: patched for good
-            exits.enter_context(patched_report_interval())
-            sensors = asyncio.create_task(demo.publish_sensors(broker, room))
-
-            prometheus, prom_url = start_prometheus(workdir, daemon_address)
-            st = Stack(
-                workdir,
-                daemon,
-                f"http://{daemon_address}",
-                prom_url,
-                room,
-                broker,
-                snmpsim_port,
-                snmpsim,
-                session,
-                prometheus,
-            )
-
-            async def prometheus_ready() -> bool:
-                assert prometheus is not None
-                assert prometheus.poll() is None, st.prometheus_log()
-                try:
-                    async with session.get(
-                        prom_url + "/-/ready", timeout=aiohttp.ClientTimeout(total=1)
-                    ) as r:
-                        return r.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await wait_for(prometheus_ready, "Prometheus to be ready", 30)
-            yield st
-        finally:
-            if prometheus is not None:
-                await asyncio.to_thread(stop, prometheus)
-            if sensors is not None:
-                sensors.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sensors
-            daemon.request_stop()
-            assert await asyncio.wait_for(daemon_task, 15) == 0
-            await session.close()
+                await wait_for(prometheus_ready, "Prometheus to be ready", 30)
+                yield st
+            finally:
+                if prometheus is not None:
+                    await asyncio.to_thread(stop, prometheus)
+                if sensors is not None:
+                    sensors.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await sensors
+                await session.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -10,7 +10,6 @@ lie between two snmp_exporter reads taken before and after ours.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import shutil
 import socket
@@ -25,9 +24,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from commandcentre.config import load_config
-from commandcentre.daemon import Daemon
 from tests.integration.agents import AgentProcess, free_tcp_port, run_snmpd, run_snmpsim
+from tests.integration.daemons import running_daemon
 
 pytestmark = [
     pytest.mark.integration,
@@ -170,60 +168,49 @@ async def test_same_samples_as_snmp_exporter(
 ) -> None:
     plan = module_plan(agents)
     cfg_path, modules = prepare(plan, tmp_path)
-    daemon = Daemon(load_config(cfg_path))
-    task = asyncio.create_task(daemon.run())
-    try:
-        while not daemon.ready:
-            assert not task.done()
-            await asyncio.sleep(0.02)
-        host, port = daemon.bound[0]
-        ours_base = f"http://{host}:{port}"
-        async with aiohttp.ClientSession() as http:
+    async with running_daemon(cfg_path) as (_, ours_base), aiohttp.ClientSession() as http:
 
-            async def fetch(url: str) -> dict[Key, float]:
-                async with http.get(url) as r:
-                    text = await r.text()
-                    assert r.status == 200, (url, text)
-                    return parse(text)
+        async def fetch(url: str) -> dict[Key, float]:
+            async with http.get(url) as r:
+                text = await r.text()
+                assert r.status == 200, (url, text)
+                return parse(text)
 
-            compared = 0
-            for i, (file, name, addr, community) in enumerate(plan):
-                our_name = "ups_mib_ours" if i == 4 else name
-                auth = "eaton" if community == "eaton" else "public_v2"
-                before = await fetch(f"{snmp_exporter}/snmp?target={addr}&module={name}_{i}")
-                ours = await fetch(f"{ours_base}/snmp?target={addr}&module={our_name}&auth={auth}")
-                after = await fetch(f"{snmp_exporter}/snmp?target={addr}&module={name}_{i}")
+        compared = 0
+        for i, (file, name, addr, community) in enumerate(plan):
+            our_name = "ups_mib_ours" if i == 4 else name
+            auth = "eaton" if community == "eaton" else "public_v2"
+            before = await fetch(f"{snmp_exporter}/snmp?target={addr}&module={name}_{i}")
+            ours = await fetch(f"{ours_base}/snmp?target={addr}&module={our_name}&auth={auth}")
+            after = await fetch(f"{snmp_exporter}/snmp?target={addr}&module={name}_{i}")
 
-                scales = scale_offset(modules[i])
+            scales = scale_offset(modules[i])
 
-                def adjust(
-                    key: Key, value: float, scales: dict[str, tuple[float, float]] = scales
-                ) -> float:
-                    scale, offset = scales.get(key[0], (0.0, 0.0))
-                    if scale:
-                        value *= scale
-                    return value + offset
+            def adjust(
+                key: Key, value: float, scales: dict[str, tuple[float, float]] = scales
+            ) -> float:
+                scale, offset = scales.get(key[0], (0.0, 0.0))
+                if scale:
+                    value *= scale
+                return value + offset
 
-                only_ours = sorted(set(ours) - set(before))[:5]
-                only_theirs = sorted(set(before) - set(ours))[:5]
-                assert set(ours) == set(before), (
-                    f"{name} ({file}): only in commandcentre: {only_ours}; "
-                    f"only in snmp_exporter: {only_theirs}"
-                )
-                assert len(ours) > 5, f"{name}: too few samples to mean anything"
-                for key, value in ours.items():
-                    lo, hi = sorted((adjust(key, before[key]), adjust(key, after[key])))
-                    if moving(key[0]):
-                        assert lo <= value <= hi, (name, key, lo, value, hi)
-                    else:
-                        assert math.isclose(value, lo, rel_tol=1e-12, abs_tol=1e-12), (
-                            name,
-                            key,
-                            value,
-                            lo,
-                        )
-                    compared += 1
-            assert compared > 100
-    finally:
-        daemon.request_stop()
-        assert await task == 0
+            only_ours = sorted(set(ours) - set(before))[:5]
+            only_theirs = sorted(set(before) - set(ours))[:5]
+            assert set(ours) == set(before), (
+                f"{name} ({file}): only in commandcentre: {only_ours}; "
+                f"only in snmp_exporter: {only_theirs}"
+            )
+            assert len(ours) > 5, f"{name}: too few samples to mean anything"
+            for key, value in ours.items():
+                lo, hi = sorted((adjust(key, before[key]), adjust(key, after[key])))
+                if moving(key[0]):
+                    assert lo <= value <= hi, (name, key, lo, value, hi)
+                else:
+                    assert math.isclose(value, lo, rel_tol=1e-12, abs_tol=1e-12), (
+                        name,
+                        key,
+                        value,
+                        lo,
+                    )
+                compared += 1
+        assert compared > 100

@@ -30,10 +30,10 @@ import aiohttp
 import pytest
 import yaml
 
-from commandcentre.config import load_config
 from commandcentre.daemon import Daemon
 from commandcentre.http import STATUS_REFRESH_SECONDS
 from tests.integration.agents import run_snmpd
+from tests.integration.daemons import running_daemon
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -111,19 +111,9 @@ async def wait_for_state(daemon: Daemon, target: str, up: bool, limit: float) ->
 @pytest.fixture
 async def daemon_url(tmp_path: Path) -> AsyncIterator[tuple[Daemon, str, list[object]]]:
     with run_snmpd() as healthy, run_snmpd() as doomed:
-        daemon = Daemon(load_config(write_config(tmp_path / "c.yml", healthy.port, doomed.port)))
-        task = asyncio.create_task(daemon.run())
-        try:
-            deadline = time.monotonic() + 10
-            while not daemon.ready:
-                assert not task.done(), task
-                assert time.monotonic() < deadline, "daemon did not become ready"
-                await asyncio.sleep(0.02)
-            host, port = daemon.bound[0]
-            yield daemon, f"http://{host}:{port}/", [doomed.proc]
-        finally:
-            daemon.request_stop()
-            assert await asyncio.wait_for(task, 15) == 0
+        config = write_config(tmp_path / "c.yml", healthy.port, doomed.port)
+        async with running_daemon(config) as (daemon, base):
+            yield daemon, base + "/", [doomed.proc]
 
 
 def rows(dom: str, state: str) -> list[str]:
