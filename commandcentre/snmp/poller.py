@@ -159,9 +159,10 @@ class Poller:
         key = (target.name, module)
         st = self.states.get(key)
         labels: Labels = (("target", target.name), ("module", module), *target.labels)
-        if st is None or st.labels != labels:
-            st = ModuleState(labels=labels) if st is None else _relabel(st, labels)
-            self.states[key] = st
+        if st is None:
+            st = self.states[key] = ModuleState(labels=labels)
+        else:
+            st.labels = labels  # static labels may change on reload; counters carry on
         return st
 
     async def poll_target(self, target: Target, auth: Auth, modules: list[PlannedModule]) -> None:
@@ -320,8 +321,3 @@ _HELP = {
     "commandcentre_snmp_polls_total": "Polls of this target and module, successful or not.",
     "commandcentre_snmp_errors_total": "Failed polls of this target and module, by reason.",
 }
-
-
-def _relabel(st: ModuleState, labels: Labels) -> ModuleState:
-    st.labels = labels
-    return st
