@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pyasn1.codec.ber import decoder, encoder
 from pysnmp.proto import api
@@ -310,8 +310,9 @@ class HostileAgent(asyncio.DatagramProtocol):
 
     # asyncio plumbing
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self._transport = transport
+        # The selector loop's datagram transport does not subclass DatagramTransport
+        # on 3.11, so an isinstance assert would fail inside the loop's callback.
+        self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         self.requests += 1
