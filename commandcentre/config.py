@@ -456,6 +456,9 @@ class SnmpSpec(Strict):
     # /snmp?target=<address> for an address no target names: off, so the daemon
     # is no open SNMP proxy unless the operator says so.
     allow_unconfigured_targets: bool = False
+    # the SNMP implementation: our own codec (fast) or pysnmp (the fallback);
+    # read at start only, a change needs a restart
+    client: Literal["fast", "pysnmp"] = "fast"
     auths: dict[str, Auth] = Field(default_factory=dict)
     module_files: list[str] = Field(default_factory=list)
     modules: dict[str, Module] = Field(default_factory=dict)
@@ -488,6 +491,7 @@ class SnmpConfig:
     modules: Mapping[str, Module]
     targets: tuple[Target, ...]
     module_sources: Mapping[str, str]  # module name -> file it came from
+    client: Literal["fast", "pysnmp"] = "fast"
 
 
 @dataclass(frozen=True)
@@ -842,6 +846,7 @@ class _Builder:
                 modules=self.modules,
                 targets=tuple(built),
                 module_sources=self.sources,
+                client=spec.snmp.client,
             ),
             mqtt=spec.mqtt,
         )

@@ -33,11 +33,16 @@ from commandcentre.store import SampleStore
 log = structlog.get_logger("commandcentre")
 
 
-def _default_client() -> SnmpClient:
-    # Imported here so that only the daemon's start pulls in pysnmp.
-    from commandcentre.snmp.pysnmp_client import PysnmpClient
+def _default_client(kind: str = "fast") -> SnmpClient:
+    """``snmp.client``: our own codec (``fast``), or pysnmp as a fallback. Imported
+    here so that only a daemon configured for it pulls in pysnmp."""
+    if kind == "pysnmp":
+        from commandcentre.snmp.pysnmp_client import PysnmpClient
 
-    return PysnmpClient()
+        return PysnmpClient()
+    from commandcentre.snmp.fast_client import FastSnmpClient
+
+    return FastSnmpClient()
 
 
 class Daemon:
@@ -51,7 +56,9 @@ class Daemon:
         self.config = config
         self.listen = listen or config.http.listen
         self.store = SampleStore()
-        self.client = client if client is not None else _default_client()
+        self.client = client if client is not None else _default_client(config.snmp.client)
+        # the snmp.client running (None: injected); a reload cannot swap it
+        self._client_kind = config.snmp.client if client is None else None
         self.poller = Poller(self.client, self.store, config.snmp.max_in_flight)
         self.scheduler = Scheduler(self.poller)
         self.mqtt = MqttService(self.store)
@@ -118,6 +125,12 @@ class Daemon:
                     "config_http_listen_change_needs_restart",
                     running=self.listen,
                     configured=new.http.listen,
+                )
+            if self._client_kind is not None and new.snmp.client != self._client_kind:
+                log.warning(
+                    "config_snmp_client_change_needs_restart",
+                    running=self._client_kind,
+                    configured=new.snmp.client,
                 )
             self._apply(new)
             self.reload_ok = 1
