@@ -41,7 +41,7 @@ from commandcentre.configbase import Duration as Duration
 from commandcentre.configbase import Secret as Secret
 from commandcentre.configbase import SecretStr as SecretStr
 from commandcentre.configbase import Strict as Strict
-from commandcentre.configbase import _check_labels, _expand_env, _read_secret_file
+from commandcentre.configbase import _check_labels, resolve_secret
 from commandcentre.configbase import parse_duration as parse_duration
 from commandcentre.mqtt.config import MqttSpec
 from commandcentre.mqtt.mapping import compile_subscription
@@ -56,21 +56,26 @@ PrivProtocol = Literal["DES", "AES", "AES192", "AES256", "AES192C", "AES256C"]
 class Auth(Strict):
     """Named SNMP credentials, as snmp_exporter's ``auths:`` entries.
 
-    Secrets come inline (``${ENV}`` expanded) or from ``*_file`` (path relative to
-    the config file, ``${CREDENTIALS_DIRECTORY}`` and other variables expanded).
+    Secrets come inline (``${ENV}`` expanded), from ``*_file`` (path relative to
+    the config file, ``${CREDENTIALS_DIRECTORY}`` and other variables expanded) or
+    from ``*_credential`` (a systemd credential name, read from
+    ``$CREDENTIALS_DIRECTORY``).
     """
 
     version: Literal[1, 2, 3] = 2
     community: SecretStr | None = None
     community_file: str | None = None
+    community_credential: str | None = None
     security_level: SecurityLevel = "noAuthNoPriv"
     username: str = ""
     password: SecretStr | None = None
     password_file: str | None = None
+    password_credential: str | None = None
     auth_protocol: AuthProtocol = "MD5"
     priv_protocol: PrivProtocol = "DES"
     priv_password: SecretStr | None = None
     priv_password_file: str | None = None
+    priv_password_credential: str | None = None
     context_name: str = ""
 
     @model_validator(mode="before")
@@ -80,14 +85,8 @@ class Auth(Strict):
             return data
         base_dir = Path((info.context or {}).get("base_dir", "."))
         data = dict(data)
-        for key in SECRET_KEYS:
-            file_key = key + "_file"
-            if data.get(key) is not None and data.get(file_key) is not None:
-                raise ValueError(f"give {key} or {file_key}, not both")
-            if isinstance(data.get(key), str):
-                data[key] = Secret(_expand_env(data[key], key))
-            elif isinstance(data.get(file_key), str):
-                data[key] = Secret(_read_secret_file(data[file_key], base_dir, key))
+        for key in sorted(SECRET_KEYS):
+            resolve_secret(data, key, base_dir)
         return data
 
     @model_validator(mode="after")

@@ -107,6 +107,40 @@ def _read_secret_file(path_text: str, base_dir: Path, what: str) -> str:
         raise ValueError(f"cannot read {what} file {path}: {e.strerror}") from None
 
 
+def _read_credential(name: str, what: str) -> str:
+    """A systemd credential by name: ``$CREDENTIALS_DIRECTORY/<name>``, the private
+    copy systemd makes of each ``LoadCredential=NAME:...`` for the service."""
+    if not name or "/" in name or name in (".", ".."):
+        raise ValueError(
+            f"{what}_credential must be a credential name, as in LoadCredential=NAME:..., "
+            "not a path"
+        )
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        raise ValueError(
+            f"{what}_credential {name!r} needs $CREDENTIALS_DIRECTORY, which systemd sets "
+            "for a service with LoadCredential=; it is not set"
+        )
+    return _read_secret_file(str(Path(directory) / name), Path(directory), what + " credential")
+
+
+def resolve_secret(data: dict[str, object], key: str, base_dir: Path) -> None:
+    """Turn ``key`` (inline, ``${ENV}`` expanded), ``key_file`` (a path) or
+    ``key_credential`` (a systemd credential name) into ``data[key]``, in place.
+    At most one of the three may be given."""
+    forms = [k for k in (key, key + "_file", key + "_credential") if data.get(k) is not None]
+    if len(forms) == 2:  # the usual mistake gets the usual message
+        raise ValueError(f"give {forms[0]} or {forms[1]}, not both")
+    if len(forms) > 2:
+        raise ValueError(f"give only one of {', '.join(forms)}")
+    if isinstance(data.get(key), str):
+        data[key] = Secret(_expand_env(str(data[key]), key))
+    elif isinstance(data.get(key + "_file"), str):
+        data[key] = Secret(_read_secret_file(str(data[key + "_file"]), base_dir, key))
+    elif isinstance(data.get(key + "_credential"), str):
+        data[key] = Secret(_read_credential(str(data[key + "_credential"]), key))
+
+
 # --------------------------------------------------------------------------- durations
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w)")

@@ -19,7 +19,7 @@ from commandcentre.configbase import (
     Strict,
     _check_labels,
     _expand_env,
-    _read_secret_file,
+    resolve_secret,
 )
 
 Profile = Literal[
@@ -77,6 +77,7 @@ class Broker(Strict):
     username: str | None = None
     password: SecretStr | None = None
     password_file: str | None = None
+    password_credential: str | None = None  # a systemd credential name
     tls: TlsConfig | None = None
     # Messages received but not yet processed; beyond this the newest are dropped
     # and counted (commandcentre_mqtt_messages_dropped_total), so a burst cannot
@@ -91,12 +92,7 @@ class Broker(Strict):
             return data
         base_dir = Path((info.context or {}).get("base_dir", "."))
         data = dict(data)
-        if data.get("password") is not None and data.get("password_file") is not None:
-            raise ValueError("give password or password_file, not both")
-        if isinstance(data.get("password"), str):
-            data["password"] = _expand_env(data["password"], "password")
-        elif isinstance(data.get("password_file"), str):
-            data["password"] = _read_secret_file(data["password_file"], base_dir, "password")
+        resolve_secret(data, "password", base_dir)
         return data
 
     @model_validator(mode="after")
