@@ -62,6 +62,17 @@ def check_config(path: str) -> int:
     print(f"  modules:     {len(snmp.modules)} ({', '.join(sorted(snmp.modules))})")
     auths = ", ".join(f"{n} (v{a.version})" for n, a in sorted(snmp.auths.items()))
     print(f"  auths:       {len(snmp.auths)} ({auths})")
+    if snmp.traps is None:
+        print("  traps:       off")
+    else:
+        traps = snmp.traps
+        am = traps.spec.alertmanager
+        accepted = ", ".join(a.auth for a in traps.spec.accept)
+        print(
+            f"  traps:       {traps.spec.listen}, accepting {accepted};"
+            f" {len(traps.table)} trap types from {len(traps.table.files)} table file(s);"
+            f" alerts to {', '.join(am.urls) if am else '(no alertmanager)'}"
+        )
     mqtt = cfg.mqtt
     print(f"  mqtt brokers: {len(mqtt.brokers)}")
     for b in mqtt.brokers:

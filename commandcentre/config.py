@@ -45,6 +45,7 @@ from commandcentre.configbase import _check_labels, resolve_secret
 from commandcentre.configbase import parse_duration as parse_duration
 from commandcentre.mqtt.config import MqttSpec
 from commandcentre.mqtt.mapping import compile_subscription
+from commandcentre.traps.config import TrapsConfig, TrapsSpec, build_traps
 
 # --------------------------------------------------------------------------- SNMP auth
 
@@ -463,6 +464,7 @@ class SnmpSpec(Strict):
     modules: dict[str, Module] = Field(default_factory=dict)
     defaults: TargetDefaults = Field(default_factory=TargetDefaults)
     targets: list[TargetSpec] = Field(default_factory=list)
+    traps: TrapsSpec | None = None  # the trap receiver; see commandcentre.traps.config
 
 
 class ConfigSpec(Strict):
@@ -490,6 +492,7 @@ class SnmpConfig:
     modules: Mapping[str, Module]
     targets: tuple[Target, ...]
     module_sources: Mapping[str, str]  # module name -> file it came from
+    traps: TrapsConfig | None = None
     client: Literal["fast", "pysnmp"] = "fast"
 
 
@@ -832,6 +835,19 @@ class _Builder:
         self._check_defaults(spec.snmp.defaults)
         self._check_mqtt(spec.mqtt)
         built = self._targets(targets, spec.snmp.defaults)
+        traps = None
+        if spec.snmp.traps is not None:
+            traps = build_traps(
+                spec.snmp.traps,
+                auths=self.auths,
+                auths_unknown=self.auths_unknown,
+                bad_auths=self.bad_auths,
+                targets=[(t.name, t.endpoint.host, t.labels) for t in built],
+                base_dir=self.base_dir,
+                shown=self.shown,
+                read_yaml=_read_yaml,
+                problems=self.problems,
+            )
         if self.problems:
             raise ConfigError(self.problems)
         return Config(
@@ -845,6 +861,7 @@ class _Builder:
                 modules=self.modules,
                 targets=tuple(built),
                 module_sources=self.sources,
+                traps=traps,
                 client=spec.snmp.client,
             ),
             mqtt=spec.mqtt,

@@ -1,0 +1,44 @@
+"""A token bucket per sender address, checked before a datagram is decoded.
+
+Decoding (and for SNMPv3, HMAC and decryption) is the expensive part of a trap,
+so a flood from one address is refused for the cost of a dict lookup. Buckets
+are kept for at most ``max_sources`` addresses; when full, the least recently
+seen is forgotten (it starts again with a full bucket, which only ever errs
+towards accepting).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        max_sources: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_sources = max_sources
+        self._clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # tokens, time
+
+    def allow(self, source: str) -> bool:
+        now = self._clock()
+        tokens, last = self._buckets.pop(source, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        allowed = tokens >= 1.0
+        if allowed:
+            tokens -= 1.0
+        self._buckets[source] = (tokens, now)
+        if len(self._buckets) > self.max_sources:
+            self._buckets.popitem(last=False)
+        return allowed
+
+    def __len__(self) -> int:
+        return len(self._buckets)
