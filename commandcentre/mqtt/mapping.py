@@ -152,6 +152,7 @@ from commandcentre.mqtt.profiles import (
     Names,
     Out,
     Profile,
+    Route,
     json_value,
     load_json,
     sanitize,
@@ -165,6 +166,7 @@ __all__ = [
     "FLATTEN_MAX_LEAVES",
     "MAX_PROBLEMS",
     "CompiledSubscription",
+    "Routed",
     "compile_subscription",
 ]
 
@@ -172,6 +174,7 @@ FLATTEN_MAX_DEPTH: Final = 32
 FLATTEN_MAX_LEAVES: Final = 10_000
 
 _NO_OUTCOME: Final = ParseOutcome()
+Routed = tuple[Labels, Route]  # a topic's template labels and its profile route
 _LABEL_NAME_RE: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _FORBIDDEN_IN_LEVEL: Final = ("+", "#", "{", "}", "\x00")
 
@@ -433,11 +436,13 @@ class CompiledSubscription:
         "_template",
         "_value_map",
         "filters",
+        "name",
         "subscription",
     )
 
     def __init__(self, sub: Subscription) -> None:
         self.subscription = sub
+        self.name = sub.name
         self._names = Names(sub.metric_prefix)
         profile: Profile
         if sub.profile == "json":
@@ -483,24 +488,41 @@ class CompiledSubscription:
     def matches(self, topic: str) -> bool:
         """Whether this subscription maps the topic (ignored topics such as
         Zigbee2MQTT ``bridge/devices`` included: they arrive on its filters)."""
+        return self.route(topic) is not None
+
+    def route(self, topic: str) -> Routed | None:
+        """What the topic alone says: the template's labels and the profile's route,
+        or None when this subscription does not map the topic. Depends on nothing
+        but the topic, so a caller may keep it per topic and pass it to
+        ``parse_routed`` for every message on that topic."""
         hit = self._template.match(topic.split("/"))
-        return hit is not None and self._profile.route(hit[1]) is not None
+        if hit is None:
+            return None
+        route = self._profile.route(hit[1])
+        return None if route is None else (hit[0], route)
 
     def parse(self, message: Message) -> ParseOutcome:
         """Readings and problems for one message. Never raises: any input yields
         a ParseOutcome (a bug surfaces as a WRONG_TYPE problem, not a dead task)."""
         try:
-            return self._parse(message)
+            routed = self.route(message.topic)
         except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
             return _problem_outcome(BadPayload.WRONG_TYPE, f"internal: {type(exc).__name__}")
-
-    def _parse(self, message: Message) -> ParseOutcome:
-        hit = self._template.match(message.topic.split("/"))
-        route = self._profile.route(hit[1]) if hit is not None else None
-        if hit is None or route is None:
+        if routed is None:
             return _problem_outcome(
                 BadPayload.TOPIC_MISMATCH, "topic does not fit the subscription"
             )
+        return self.parse_routed(message, routed)
+
+    def parse_routed(self, message: Message, routed: Routed) -> ParseOutcome:
+        """``parse`` for a message whose topic ``route`` has already answered."""
+        try:
+            return self._parse(message, routed)
+        except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
+            return _problem_outcome(BadPayload.WRONG_TYPE, f"internal: {type(exc).__name__}")
+
+    def _parse(self, message: Message, routed: Routed) -> ParseOutcome:
+        labels, route = routed
         if route[0] == 0:
             return _NO_OUTCOME
         payload = message.payload
@@ -515,7 +537,7 @@ class CompiledSubscription:
         except UnicodeDecodeError as exc:
             return _problem_outcome(BadPayload.INVALID_UTF8, f"invalid UTF-8 at byte {exc.start}")
         out = Out(self._names, self._value_map)
-        self._profile.handle(route, hit[0], text, out)
+        self._profile.handle(route, labels, text, out)
         if not out.problems:
             return ParseOutcome(tuple(out.readings))
         return out.outcome()

@@ -305,6 +305,12 @@ class Names:
         return entry
 
 
+_isfinite: Final = math.isfinite
+_new_tuple: Final = tuple.__new__
+# Integers below this convert to float without OverflowError (floats end near 1.8e308).
+_FLOAT_SAFE_INT: Final = 2**1000
+
+
 class Out:
     """Readings and problems of one message. ``add`` is the single place a value
     becomes a reading, so the finiteness check cannot be forgotten anywhere."""
@@ -318,11 +324,12 @@ class Out:
         self.problems: list[Problem] = []
 
     def add(self, base: str, labels: Labels, value: float, field: str) -> None:
-        if not math.isfinite(value):
+        if not _isfinite(value):
             self.problem(BadPayload.NOT_FINITE, field, "not a finite number")
             return
-        name, help_, kind = self.names.get(base)
-        self.readings.append(Reading(name, labels, value, kind, help_))
+        name, help_, kind = self.names._cache.get(base) or self.names.get(base)
+        # tuple.__new__ is what Reading(...) does, minus a Python-level call (~0.15 us)
+        self.readings.append(_new_tuple(Reading, (name, labels, value, kind, help_)))
 
     def add_full(
         self, name: str, labels: Labels, value: float, *, kind: MetricKind, help_: str, field: str
@@ -427,7 +434,6 @@ _Z2M_FIELDS: Final[Mapping[str, tuple[str, float]]] = {
 }
 # Numbers that are not measurements: timestamps and counters of z2m itself.
 _Z2M_SKIP: Final = frozenset({"last_seen", "elapsed"})
-_Z2M_METERING: Final = ("power", "current", "energy")
 # Object-valued attributes that the attribute output mode publishes on
 # <name>/<attr>; as JSON objects they would otherwise look like devices.
 _Z2M_OBJECT_ATTRS: Final = frozenset({"update", "color", "color_options"})
@@ -494,14 +500,24 @@ class Zigbee2Mqtt(Profile):
         if doc is None:
             return
         vmap = out.value_map
-        millivolts = not any(k in doc for k in _Z2M_METERING)
+        # metering devices report volts, battery ones millivolts
+        millivolts = not ("power" in doc or "current" in doc or "energy" in doc)
         has_lux = "illuminance_lux" in doc
         for key, raw in doc.items():
             known = _Z2M_FIELDS.get(key)
             if known is not None:
-                v = json_value(raw, vmap)
-                if type(v) is float:
-                    out.add(known[0], labels, scaled(v, known[1]), key)
+                # json_value's answer for the common cases, without the call
+                if type(raw) is float:
+                    num = raw
+                elif type(raw) is int and -_FLOAT_SAFE_INT < raw < _FLOAT_SAFE_INT:
+                    num = float(raw)
+                else:
+                    converted = json_value(raw, vmap)
+                    if type(converted) is not float:
+                        continue
+                    num = converted
+                factor = known[1]
+                out.add(known[0], labels, num / 100.0 if factor == PERCENT else num * factor, key)
                 continue
             if key in _Z2M_SKIP:
                 continue

@@ -19,12 +19,18 @@ import structlog
 
 from commandcentre.mqtt.cache import SeriesCache
 from commandcentre.mqtt.config import Broker, MqttSpec
-from commandcentre.mqtt.mapping import CompiledSubscription, compile_subscription
+from commandcentre.mqtt.mapping import CompiledSubscription, Routed, compile_subscription
 from commandcentre.mqtt.types import BrokerStats, Message
 from commandcentre.samples import Sample
 from commandcentre.store import SampleStore
 
 log = structlog.get_logger("commandcentre.mqtt")
+
+# Topics whose routing is remembered per broker (~0.4 kB each); beyond it the memo
+# starts over, which costs one match per topic again. Longer topics are routed
+# every time, so the memo stays under ~20 MB whatever publishers send.
+ROUTE_CACHE_TOPICS = 32_768
+ROUTE_CACHE_TOPIC_CHARS = 256
 
 
 class Connection(Protocol):
@@ -94,15 +100,31 @@ class MqttService:
                 self._start_broker(name)
 
     def _on_message(self, broker_name: str) -> Callable[[Message], None]:
+        # topic -> the subscriptions mapping it, with their routes: sensors publish on
+        # the same few topics over and over, so each topic is matched once (per config)
+        routes_of: dict[str, tuple[tuple[CompiledSubscription, Routed], ...]] = {}
+        subs = self._subs_by_broker.get(broker_name, [])
+        ingest = self.cache.ingest
+
         def handle(message: Message) -> None:
-            matched = False
-            for c in self._subs_by_broker.get(broker_name, ()):
-                if c.matches(message.topic):
-                    matched = True
-                    self.cache.ingest(c.subscription.name, c.parse(message), message.topic)
-            if not matched:
+            nonlocal subs
+            if subs is not self._subs_by_broker.get(broker_name, subs):
+                subs = self._subs_by_broker.get(broker_name, [])  # reloaded
+                routes_of.clear()
+            topic = message.topic
+            routes = routes_of.get(topic)
+            if routes is None:
+                routes = tuple((c, r) for c in subs if (r := c.route(topic)) is not None)
+                if len(topic) <= ROUTE_CACHE_TOPIC_CHARS:
+                    if len(routes_of) >= ROUTE_CACHE_TOPICS:
+                        routes_of.clear()
+                    routes_of[topic] = routes
+            if not routes:
                 # e.g. a retained message on an overlapping filter: not an error, but visible
                 self._brokers[broker_name].unmatched += 1
+                return
+            for c, routed in routes:
+                ingest(c.name, c.parse_routed(message, routed), topic)
 
         return handle
 
@@ -141,7 +163,9 @@ class MqttService:
     async def _expire_loop(self) -> None:
         while True:
             await asyncio.sleep(self.cache.next_expiry_check())
-            n = self.cache.expire()
+            n = 0
+            for n in self.cache.expire_steps():  # noqa: B007 - the running total
+                await asyncio.sleep(0)  # let messages and scrapes in between slices
             if n:
                 log.info("mqtt_series_expired", series=n)
 

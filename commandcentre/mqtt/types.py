@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from commandcentre.samples import Labels, MetricKind
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One message as received: the topic, the raw payload, whether it was retained."""
+class Message(NamedTuple):
+    """One message as received: the topic, the raw payload, whether it was retained.
+
+    A NamedTuple rather than a frozen dataclass: one is built per message, and a
+    frozen dataclass costs three times as much to construct."""
 
     topic: str
     payload: bytes
@@ -31,9 +34,9 @@ class BadPayload(enum.Enum):
     EMPTY = "empty"  # an empty payload (e.g. a retained message being cleared)
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
+class Reading(NamedTuple):
     """One value for one series. ``name`` is the full metric name, prefix included.
+    (A NamedTuple for the same reason as ``Message``: several per message.)
 
     ``labels`` are the series' identity: topic-template labels and device labels in
     the order the mapping gives them; the cache adds the subscription's static labels.

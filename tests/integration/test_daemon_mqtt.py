@@ -6,6 +6,7 @@ Each test uses its own topic prefix, so runs never collide.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -324,3 +325,72 @@ async def test_two_daemons_on_one_shared_subscription_see_each_message_once(
     ]
     assert not devices[0] & devices[1]
     assert len(devices[0] | devices[1]) == n
+
+
+async def test_metrics_are_gzipped_when_the_scraper_asks(
+    tmp_path: Path, mosquitto: Mosquitto, prefix: str, start: Callable[[Path], Any]
+) -> None:
+    """Both ways of sending /metrics: a small body whole, a large one (over 256 KiB)
+    in pieces; gzipped or not, the scraper reads the same series."""
+    sub = {"name": "n", "profile": "number", "topic": f"{prefix}/{{device}}"}
+    cfg = write_config(tmp_path / "c.yml", mosquitto, [{**sub, "metric": "power_watts"}])
+    d = await start(cfg)
+    await d.wait_for(
+        lambda m: value(m, "commandcentre_mqtt_connected", broker="main") == 1, "connected"
+    )
+
+    def sensors(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        return {
+            (s.name, frozenset(s.labels.items())): s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name.startswith("commandcentre_sensor_")
+        }
+
+    url = d.base + "/metrics"
+    async with aiohttp.ClientSession(auto_decompress=False) as raw:
+        for n in (50, 3000):
+            await publish(
+                mosquitto, *[(f"{prefix}/m{i}", str(i).encode(), False) for i in range(n)]
+            )
+            await d.wait_for(
+                lambda m, n=n: (
+                    value(m, "commandcentre_sensor_power_watts", device=f"m{n - 1}") == n - 1
+                ),
+                f"{n} values",
+            )
+            async with raw.get(url, headers={"Accept-Encoding": "gzip"}) as r:
+                assert r.headers["Content-Encoding"] == "gzip"
+                assert r.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+                assert "Accept-Encoding" in r.headers["Vary"]
+                assert r.headers["X-Content-Type-Options"] == "nosniff"
+                zipped = gzip.decompress(await r.read()).decode()
+            for refused in ("identity", "gzip;q=0", "br"):
+                async with raw.get(url, headers={"Accept-Encoding": refused}) as r:
+                    assert "Content-Encoding" not in r.headers, refused
+                    plain = (await r.read()).decode()
+            assert (len(plain) > 256 * 1024) == (n == 3000)
+            assert len(sensors(zipped)) == n
+            assert sensors(zipped) == sensors(plain)
+
+
+async def test_a_reload_changes_the_mapping_of_topics_already_seen(
+    tmp_path: Path, mosquitto: Mosquitto, prefix: str, start: Callable[[Path], Any]
+) -> None:
+    """Topics are routed once and remembered: a reload must forget that."""
+    path = tmp_path / "c.yml"
+    sub = {"name": "n", "profile": "number", "topic": f"{prefix}/{{device}}"}
+    write_config(path, mosquitto, [{**sub, "metric": "power_watts"}])
+    d = await start(path)
+    await d.wait_for(
+        lambda m: value(m, "commandcentre_mqtt_connected", broker="main") == 1, "connected"
+    )
+    await publish(mosquitto, (f"{prefix}/m", b"5", False), qos=1)
+    await d.wait_for(lambda m: value(m, "commandcentre_sensor_power_watts", device="m") == 5, "w")
+    write_config(path, mosquitto, [{**sub, "metric": "current_amperes"}])
+    assert await d.daemon.reload() == []
+    await publish(mosquitto, (f"{prefix}/m", b"7", False), qos=1)
+    m = await d.wait_for(
+        lambda m: value(m, "commandcentre_sensor_current_amperes", device="m") == 7, "amperes"
+    )
+    assert value(m, "commandcentre_sensor_power_watts", device="m") == 5  # until its ttl

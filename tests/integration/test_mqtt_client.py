@@ -22,6 +22,8 @@ from typing import Any
 
 import aiomqtt
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from structlog.testing import capture_logs
 
 from commandcentre.mqtt.aiomqtt_client import AiomqttConnection, AiomqttPublisher
@@ -205,6 +207,105 @@ async def test_shared_subscription_splits_messages_exactly_once(
         assert [int(p) for p in got.payloads] == sorted(int(p) for p in got.payloads)
 
 
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+async def test_every_qos_large_payloads_and_v5_properties_arrive_intact(
+    mosquitto: Mosquitto, protocol: str
+) -> None:
+    """The frame reader's paths: QoS 0 and 1 cut from the buffer (1 acknowledged),
+    QoS 2 handed to paho, a payload several reads long, MQTT 5 properties (with a
+    multi-byte length) skipped, and a retained message that arrived before the
+    reader took over the socket."""
+    base = topic_base()
+    b = broker_for(mosquitto, protocol=protocol)
+    async with AiomqttPublisher(b) as pub:
+        await pub.publish(f"{base}/kept", b"retained", qos=1, retain=True)
+    got = Collector()
+    conn = AiomqttConnection(b, [(f"{base}/#", 2)], got, BrokerStats())
+    big = bytes(range(256)) * 4096  # 1 MiB: four times what one read takes
+    sent: list[tuple[str, bytes]] = []
+    with capture_logs() as logs:
+        async with running(conn):
+            await connected(conn)
+            await wait_until(lambda: len(got.messages) >= 1, 5, "the retained message")
+            async with AiomqttPublisher(b) as pub:
+                for i in range(60):
+                    payload = big if i == 30 else f"m{i}".encode()
+                    await pub.publish(f"{base}/q{i % 3}", payload, qos=i % 3)
+                    sent.append((f"{base}/q{i % 3}", payload))
+            if protocol == "5":
+                props = Properties(PacketTypes.PUBLISH)
+                props.UserProperty = [("origin", "x" * 300)]
+                props.ContentType = "application/json"
+                client = aiomqtt.Client(
+                    b.host, b.port, protocol=aiomqtt.ProtocolVersion.V5, identifier="cc-props"
+                )
+                async with client:
+                    for qos in (0, 1, 2):
+                        await client.publish(
+                            f"{base}/props", b'{"v":%d}' % qos, qos=qos, properties=props
+                        )
+                        sent.append((f"{base}/props", b'{"v":%d}' % qos))
+            await wait_until(lambda: len(got.messages) >= 1 + len(sent), 10, "every message")
+            await asyncio.sleep(0.2)  # a duplicate would arrive by now
+    assert got.messages[0] == Message(f"{base}/kept", b"retained", retain=True)
+    received = [(m.topic, m.payload) for m in got.messages[1:]]
+    # paho hands a QoS 2 message on at PUBREL, so a later QoS 0/1 one may overtake
+    # it; each topic here has one QoS, and within a topic the order holds.
+    for topic in {t for t, _ in sent}:
+        assert [p for t, p in received if t == topic] == [p for t, p in sent if t == topic]
+    assert len(received) == len(sent)
+    assert not any(m.retain for m in got.messages[1:])
+    s = conn.stats
+    assert (s.connects, s.messages_received, s.messages_dropped) == (1, 1 + len(sent), 0)
+    assert s.errors == {}
+    assert not [e for e in logs if e["event"] == "mqtt_fast_reader_unavailable"]
+
+
+async def test_an_idle_connection_is_kept_alive_by_pings(mosquitto: Mosquitto) -> None:
+    """PINGRESP goes to paho through the frame reader: with a 1 s keepalive and no
+    traffic for 3.5 s the connection must stay up (the broker cuts a client that
+    misses 1.5 keepalives, paho one whose PINGRESP never comes)."""
+    base = topic_base()
+    b = broker_for(mosquitto, keepalive="1s")
+    got = Collector()
+    conn = AiomqttConnection(b, [(f"{base}/#", 1)], got, BrokerStats())
+    async with running(conn):
+        await connected(conn)
+        await asyncio.sleep(3.5)
+        async with AiomqttPublisher(b) as pub:
+            await pub.publish(f"{base}/after", b"still here", qos=1)
+        await wait_until(lambda: len(got.messages) == 1, 5, "the message after the pause")
+        assert conn.stats.connected == 1
+    assert (conn.stats.connects, conn.stats.errors) == (1, {})
+
+
+async def test_a_v5_disconnect_from_the_broker_ends_the_session_and_it_reconnects(
+    mosquitto: Mosquitto,
+) -> None:
+    """A client taking over our client id makes Mosquitto send us an MQTT 5
+    DISCONNECT (session taken over) and close the connection: the session ends as
+    a lost connection, and the next one connects and receives again."""
+    base = topic_base()
+    b = broker_for(mosquitto, protocol="5")
+    got = Collector()
+    conn = AiomqttConnection(b, [(f"{base}/#", 1)], got, BrokerStats(), client_id=base[-12:])
+    async with running(conn):
+        await connected(conn)
+        thief = aiomqtt.Client(
+            b.host, b.port, protocol=aiomqtt.ProtocolVersion.V5, identifier=base[-12:]
+        )
+        # (our reconnect may take the id back before the thief says goodbye)
+        with contextlib.suppress(aiomqtt.MqttError):
+            async with thief:
+                await wait_until(lambda: conn.stats.connected == 0, 5, "the takeover")
+        await wait_until(lambda: conn.stats.connects >= 2, 10, "the reconnect")
+        await connected(conn)
+        async with AiomqttPublisher(b) as pub:
+            await pub.publish(f"{base}/back", b"again", qos=1)
+        await wait_until(lambda: got.payloads == [b"again"], 5, "a message after it")
+    assert conn.stats.errors.get("connection_lost", 0) >= 1, conn.stats.errors
+
+
 # --------------------------------------------------------------------------- reconnects
 
 
@@ -341,6 +442,34 @@ async def test_tls_with_ca_password_file_and_server_name(tmp_path: Path) -> None
     assert got.messages == [Message(f"{base}/t", b"over-tls")]
     assert bad.stats.connects == 0
     assert "certificate" in bad.stats.last_error.lower(), bad.stats.last_error
+
+
+async def test_tls_carries_many_messages_and_one_longer_than_a_read(tmp_path: Path) -> None:
+    """The frame reader over TLS: records decrypted beyond one read (``pending()``)
+    and a message split across many reads arrive whole and in order."""
+    pki = make_pki(tmp_path / "pki")
+    base = topic_base()
+    with Mosquitto(tls=pki) as m:
+        b = broker_for(
+            m, protocol="5", tls={"ca_file": str(pki.ca_file), "server_name": "broker.test"}
+        )
+        async with AiomqttPublisher(b) as pub:
+            # retained: arrives in the TLS records right behind the SUBACK
+            for i in range(3):
+                await pub.publish(f"{base}/kept{i}", b"r%d" % i, qos=1, retain=True)
+        got = Collector()
+        conn = AiomqttConnection(b, [(f"{base}/#", 1)], got, BrokerStats())
+        payloads = [f"{i:06d}".encode() * 20 for i in range(2000)]
+        payloads[1000] = b"L" * 300_000
+        async with running(conn):
+            await wait_until(lambda: len(got.messages) >= 3, 5, "the retained messages")
+            async with AiomqttPublisher(b) as pub:
+                for i, p in enumerate(payloads):
+                    await pub.publish(f"{base}/t{i % 7}", p, qos=i % 2)
+            await wait_until(lambda: len(got.messages) >= 3 + len(payloads), 15, "every message")
+    assert sorted(got.payloads[:3]) == [b"r0", b"r1", b"r2"]
+    assert got.payloads[3:] == payloads
+    assert (conn.stats.connects, conn.stats.messages_dropped, conn.stats.errors) == (1, 0, {})
 
 
 async def test_tls_client_certificate(tmp_path: Path) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
+from commandcentre.mqtt import cache as cache_module
 from commandcentre.mqtt.cache import LAST_SEEN, SeriesCache
 from commandcentre.mqtt.config import Subscription
 from commandcentre.mqtt.types import BadPayload, ParseOutcome, Problem, Reading
@@ -190,3 +193,119 @@ def test_availability_does_not_expire(clock: Clock) -> None:
     clock.now += 3600
     assert cache.expire() == 1  # the temperature, not the availability
     assert scrape(store)[("commandcentre_sensor_up", frozenset({("device", "a1")}))] == 1
+
+
+def test_an_update_re_renders_only_its_chunk(clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cache_module, "CHUNK_SERIES", 4)
+    store = SampleStore()
+    cache = SeriesCache(store, clock=clock)
+    cache.configure([sub()], 1000)
+    for i in range(10):
+        cache.ingest("s", outcome(reading(f"d{i}", v=i)), f"t/d{i}")
+    st = cache.subs["s"]
+    assert len(st.dirty) == 3, "10 new series in chunks of 4"
+    before = scrape(store)
+    assert not st.dirty
+    chunks = st.metric_families["commandcentre_sensor_temperature_celsius"].chunks
+    untouched = [c.rendered for c in chunks]
+    cache.ingest("s", outcome(reading("d5", v=50.0)), "t/d5")
+    assert st.dirty == [chunks[1]]
+    after = scrape(store)
+    assert [c.rendered for c in chunks][0::2] == untouched[0::2], "other chunks kept their text"
+    assert after[("commandcentre_sensor_temperature_celsius", frozenset({("device", "d5")}))] == 50
+    changed = {k for k in after if after[k] != before.get(k)}
+    assert {dict(lbl)["device"] for _, lbl in changed} == {"d5"}
+
+
+METRICS = ["commandcentre_sensor_temperature_celsius", "commandcentre_sensor_humidity_ratio"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(
+                st.just("msg"),
+                st.integers(0, 6),
+                st.sampled_from(METRICS),
+                st.floats(-1e20, 1e20, allow_nan=False),
+            ),
+            st.tuples(st.just("wait"), st.integers(1, 40)),
+            st.tuples(st.just("scrape")),
+        ),
+        max_size=60,
+    )
+)
+def test_exposition_always_matches_a_model_of_the_latest_values(
+    ops: list[tuple[Any, ...]],
+) -> None:
+    """Whatever the order of messages, scrapes, expiry and chunk boundaries (3 series
+    per chunk here), a scrape shows exactly the latest value and last-seen time of
+    every live series, each family contiguous (the parser would reject it otherwise)."""
+    clock = Clock()
+    store = SampleStore()
+    cache = SeriesCache(store, clock=clock)
+    cache.configure([sub(ttl="60s", labels={"site": "hq"})], 1000)
+    model: dict[tuple[str, str], tuple[float, float]] = {}
+    old_chunk = cache_module.CHUNK_SERIES
+    cache_module.CHUNK_SERIES = 3
+    try:
+        for op in ops:
+            if op[0] == "msg":
+                _, d, metric, v = op
+                cache.ingest("s", outcome(reading(f"d{d}", metric, v)), f"t/d{d}")
+                model[(metric, f"d{d}")] = (v, clock.now)
+            elif op[0] == "wait":
+                clock.now += op[1]
+                cache.expire()
+                model = {k: (v, t) for k, (v, t) in model.items() if t >= clock.now - 60}
+            else:
+                scrape(store)
+        got = scrape(store)
+    finally:
+        cache_module.CHUNK_SERIES = old_chunk
+    expected: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    for (metric, device), (v, seen) in model.items():
+        labels = frozenset({("device", device), ("site", "hq")})
+        expected[(metric, labels)] = v
+        expected[(LAST_SEEN, labels | {("metric", metric)})] = seen
+    assert got == expected
+    assert cache.total_series == len(model)
+    assert store.series_count() == 2 * len(model), "a value and a last-seen line each"
+
+
+def test_expiry_in_slices_spares_a_series_refreshed_between_them(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_module, "EXPIRE_SLICE", 2)
+    store = SampleStore()
+    cache = SeriesCache(store, clock=clock)
+    cache.configure([sub(ttl="60s")], 1000)
+    for i in range(6):
+        cache.ingest("s", outcome(reading(f"d{i}")), f"t/d{i}")
+    clock.now += 61
+    steps = cache.expire_steps()
+    assert next(steps) == 2  # d0, d1
+    cache.ingest("s", outcome(reading("d5", v=5.0)), "t/d5")  # refreshed before its slice
+    assert list(steps) == [4, 5]
+    assert {dict(lbl)["device"] for (n, lbl) in scrape(store) if n != LAST_SEEN} == {"d5"}
+    assert (cache.total_series, cache.subs["s"].expired, store.series_count()) == (1, 5, 2)
+
+
+def test_expiry_stops_for_a_subscription_reloaded_away_between_slices(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_module, "EXPIRE_SLICE", 2)
+    store = SampleStore()
+    cache = SeriesCache(store, clock=clock)
+    cache.configure([sub("a", ttl="60s"), sub("b", ttl="60s")], 1000)
+    for name in ("a", "b"):
+        for i in range(4):
+            cache.ingest(name, outcome(reading(f"d{i}")), f"t/d{i}")
+    clock.now += 61
+    steps = cache.expire_steps()
+    assert next(steps) == 2
+    cache.configure([sub("b", ttl="60s")], 1000)  # "a" goes, with its 2 remaining series
+    assert list(steps) == [4, 6]
+    assert cache.total_series == 0
+    assert store.keys() == []

@@ -1212,6 +1212,24 @@ def test_parse_never_raises(profile: str, topic: str, payload: bytes) -> None:
         assert reasons(outcome) == [BadPayload.TOPIC_MISMATCH]
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(profile=st.sampled_from(sorted(COMPILED)), topic=TOPICS, payload=PAYLOADS)
+def test_route_then_parse_routed_is_parse(profile: str, topic: str, payload: bytes) -> None:
+    """The service routes a topic once and reuses the route for every message on it:
+    that must give exactly what ``parse`` gives, and ``route`` must agree with ``matches``."""
+    compiled = COMPILED[profile]
+    message = Message(topic, payload)
+    routed = compiled.route(topic)
+    assert (routed is not None) == compiled.matches(topic)
+    if routed is not None:
+        assert compiled.parse_routed(message, routed) == compiled.parse(message)
+        # the same route again, for another payload on the topic
+        other = Message(topic, b'{"temperature": 1}')
+        assert compiled.parse_routed(other, compiled.route(topic) or routed) == compiled.parse(
+            other
+        )
+
+
 def _mqtt_match(filter_: str, topic: str) -> bool:
     """MQTT 3.1.1 section 4.7 topic matching, written out for the test."""
     if filter_.startswith("$share/"):

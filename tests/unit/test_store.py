@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import math
 import shutil
 import subprocess
@@ -12,7 +13,16 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from commandcentre.samples import Sample
-from commandcentre.store import SampleStore, exposition, format_value, render_families
+from commandcentre.store import (
+    Family,
+    SampleStore,
+    encode_parts,
+    exposition,
+    exposition_parts,
+    format_value,
+    gzip_parts,
+    render_families,
+)
 
 
 @pytest.mark.parametrize(
@@ -141,3 +151,68 @@ def test_promtool_accepts_the_exposition() -> None:
     # break that convention on purpose, so only a parse error counts as failure here.
     assert "error while linting" not in proc.stderr + proc.stdout, proc.stderr + proc.stdout
     assert "text format parsing error" not in proc.stderr + proc.stdout
+
+
+class Source:
+    """A FamilySource that renders ``pending`` slices, one per step, counting them."""
+
+    def __init__(self, lines: str, pending: int) -> None:
+        self.lines = lines
+        self.pending = pending
+        self.steps = 0
+
+    def render_step(self) -> bool:
+        if self.pending:
+            self.pending -= 1
+            self.steps += 1
+        return self.pending > 0
+
+    def families(self) -> tuple[Family, ...]:
+        while self.render_step():
+            pass
+        if not self.lines:
+            return ()
+        return (Family("m", "gauge", "from a source", self.lines),)
+
+    def series_count(self) -> int:
+        return self.lines.count("\n")
+
+
+def test_sources_are_merged_with_put_groups_and_rendered_in_steps() -> None:
+    store = SampleStore()
+    store.put("snmp", [Sample("m", (("t", "a"),), 1, "gauge", "put help")])
+    source = Source('m{t="b"} 2\n', pending=3)
+    empty = Source("", pending=0)
+    store.add_source("mqtt", source)
+    store.add_source("nothing", empty)
+    assert store.keys() == ["snmp", "mqtt"], "a source with no series has nothing to expose"
+    assert store.series_count() == 2
+    steps = list(store.pending_renders())
+    assert len(steps) == 2, "one yield between slices, none after the last"
+    assert source.steps == 3
+    assert exposition(store.families()) == (
+        '# HELP m put help\n# TYPE m gauge\nm{t="a"} 1\nm{t="b"} 2\n'
+    )
+    store.drop("mqtt")
+    assert store.keys() == ["snmp"]
+    store.add_source("snmp", Source('m{t="c"} 3\n', 0))  # replaces the put group
+    assert exposition(store.families()).endswith('m{t="c"} 3\n')
+    assert store.series_count() == 1
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), label_text), max_size=40),
+    st.integers(min_value=1, max_value=64),
+)
+def test_parts_encode_and_gzip_to_the_exposition(
+    rows: list[tuple[str, str]], slice_bytes: int
+) -> None:
+    groups = [render_families([Sample(n, (("x", v),), i)]) for i, (n, v) in enumerate(rows)]
+    text = exposition(groups)
+    parts = exposition_parts(groups)
+    assert "".join(parts) == text
+    pieces = list(encode_parts(parts, slice_bytes))
+    assert b"".join(pieces) == text.encode()
+    assert all(len(p) < slice_bytes + 200 for p in pieces[:-1])
+    assert gzip.decompress(gzip_parts(parts, 1)) == text.encode()
