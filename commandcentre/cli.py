@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 from commandcentre import __version__
 from commandcentre.config import ConfigError, load_config
+from commandcentre.configwarnings import config_warnings
+from commandcentre.webconfig import load_web_config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,9 +27,25 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="HTTP listen address, overriding http.listen (like --web.listen-address)",
     )
+    run.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="TLS and basic auth for the HTTP server, in the Prometheus exporter-toolkit "
+        "format; re-read when it changes",
+    )
+    run.add_argument(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="allow POST /-/reload (as Prometheus); SIGHUP reloads regardless",
+    )
 
     check = sub.add_parser("check-config", help="validate a config, print a summary, exit")
     check.add_argument("--config", "-c", required=True, metavar="FILE", help="YAML config file")
+    check.add_argument(
+        "--web.config.file", dest="web_config_file", metavar="FILE", help="web config to check too"
+    )
 
     demo = sub.add_parser(
         "demo", help="run against a built-in simulated server room (no hardware needed)"
@@ -41,12 +59,21 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_config(path: str) -> int:
+def check_config(path: str, web_config_file: str | None = None) -> int:
+    problems = []
+    web = None
     try:
         cfg = load_config(path)
     except ConfigError as e:
-        print(f"{path}: {len(e.problems)} problem(s):", file=sys.stderr)
-        for problem in e.problems:
+        problems += e.problems
+    if web_config_file is not None:
+        try:
+            web = load_web_config(web_config_file)
+        except ConfigError as e:
+            problems += e.problems
+    if problems:
+        print(f"{path}: {len(problems)} problem(s):", file=sys.stderr)
+        for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
     snmp = cfg.snmp
@@ -86,17 +113,36 @@ def check_config(path: str) -> int:
             f"    - {sub.name} {sub.profile} on {mqtt.broker_of(sub).name}"
             f" topic={sub.topic or '(profile default)'} ttl {sub.ttl:g}s{shared}"
         )
+    if web is not None:
+        web_tls = web.spec.tls_server_config
+        print(
+            f"  web config:  {web.source}: "
+            + (
+                f"tls {web_tls.min_version}+, client certificates {web_tls.client_auth_type}"
+                if web_tls
+                else "no tls"
+            )
+            + f", {len(web.spec.basic_auth_users)} basic-auth user(s)"
+        )
+    warnings = config_warnings(cfg, web)
+    if warnings:
+        print(
+            f"{path}: {len(warnings)} warning(s) (weak choices; the config is valid):",
+            file=sys.stderr,
+        )
+        for w in warnings:
+            print(f"  WARNING {w}", file=sys.stderr)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check-config":
-        return check_config(args.config)
+        return check_config(args.config, args.web_config_file)
     if args.command == "run":
         from commandcentre.daemon import run_daemon
 
-        return run_daemon(args.config, args.listen)
+        return run_daemon(args.config, args.listen, args.web_config_file, args.enable_lifecycle)
     if args.command == "demo":
         from commandcentre.demo import run_demo
 

@@ -42,7 +42,8 @@ _CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; b
 
 
 def build_app(daemon: Daemon) -> web.Application:
-    app = web.Application(middlewares=[_headers])
+    # _headers outermost: refusals (401) carry the security headers too.
+    app = web.Application(middlewares=[_headers, daemon.auth.middleware])
     app[DAEMON_KEY] = daemon
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/snmp", snmp_probe)
@@ -128,6 +129,9 @@ async def ready(request: web.Request) -> web.Response:
 
 async def reload(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON_KEY]
+    if not daemon.enable_lifecycle:
+        # As Prometheus without --web.enable-lifecycle; SIGHUP still reloads.
+        return web.Response(status=403, text="Lifecycle API is not enabled.\n")
     problems = await daemon.reload()
     if problems:
         return web.Response(

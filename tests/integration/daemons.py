@@ -7,6 +7,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from commandcentre.config import load_config
 from commandcentre.daemon import Daemon
@@ -14,11 +15,12 @@ from commandcentre.daemon import Daemon
 
 @contextlib.asynccontextmanager
 async def running_daemon(
-    config_path: Path, ready_within: float = 10.0
+    config_path: Path, ready_within: float = 10.0, **options: Any
 ) -> AsyncIterator[tuple[Daemon, str]]:
     """The daemon on the test's event loop, ready, with its base URL; on exit it is
-    asked to stop and must exit 0 (a clean SIGTERM path) within 15 s."""
-    daemon = Daemon(load_config(config_path))
+    asked to stop and must exit 0 (a clean SIGTERM path) within 15 s. ``options`` go to
+    ``Daemon`` (``web=``, ``enable_lifecycle=``)."""
+    daemon = Daemon(load_config(config_path), **options)
     task = asyncio.create_task(daemon.run())
     try:
         deadline = time.monotonic() + ready_within

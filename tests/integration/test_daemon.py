@@ -121,8 +121,8 @@ async def run_daemon() -> AsyncIterator[Callable[[Path], Any]]:
     async with AsyncExitStack() as stack:
         session = await stack.enter_async_context(aiohttp.ClientSession())
 
-        async def start(config_path: Path) -> Running:
-            daemon, base = await stack.enter_async_context(running_daemon(config_path))
+        async def start(config_path: Path, **options: Any) -> Running:
+            daemon, base = await stack.enter_async_context(running_daemon(config_path, **options))
             return Running(daemon, base, session)
 
         yield start
@@ -176,6 +176,9 @@ async def test_polls_v2c_and_v3_and_exposes_snmp_exporter_metrics(
     assert series(m, "ifHCInOctets_total", target="sw-v2", ifName="lo")[0] > 0
     assert series(m, "commandcentre_snmp_varbinds", target="sw-v2", module="if_mib")[0] > 20
     assert series(m, "commandcentre_config_last_reload_successful") == [1]
+    # the loop-lag probe runs in the daemon (its measuring is tested in test_looplag.py)
+    assert len(series(m, "commandcentre_event_loop_lag_max_seconds")) == 1
+    assert len(series(m, "commandcentre_event_loop_stalls_total")) == 1
 
     # the exposition is one Prometheus accepts
     if shutil.which("promtool"):
@@ -318,7 +321,7 @@ async def test_reload_adds_removes_keeps_unchanged_and_survives_a_bad_config(
             {"name": "remove", "address": addr, "auth": "v2"},
         ],
     )
-    d = await run_daemon(path)
+    d = await run_daemon(path, enable_lifecycle=True)
     await d.wait_for(
         lambda: all((s := d.state(t)) is not None and s.up == 1 for t in ("keep", "remove")), "up"
     )
@@ -357,6 +360,15 @@ async def test_reload_adds_removes_keeps_unchanged_and_survives_a_bad_config(
     await d.wait_for(
         lambda: d.state("added").polls > polls_before, "still polling after a bad reload"
     )
+
+    # a file emptied by a save caught half-way (truncate, then write) is refused too,
+    # though an empty file is a valid config at start
+    path.write_text("# being rewritten\n")
+    status, body = await d.post("/-/reload")
+    assert status == 500
+    assert f"{path}: the file is empty: a reload would stop all monitoring" in body
+    assert series(await d.metrics(), "commandcentre_config_reloads_total", result="failure") == [2]
+    assert series(await d.metrics(), "sysUpTime", target="keep")
 
     # reload is POST only
     status, _ = await d.get("/-/reload")
