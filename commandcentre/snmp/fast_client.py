@@ -34,12 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import ipaddress
 import itertools
 import resource
 import secrets
 import socket
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -59,6 +57,16 @@ from commandcentre.snmp.codec import (
     encode_community_message,
     encode_request_pdu,
     encode_scoped_pdu,
+)
+from commandcentre.snmp.common import (
+    MAX_OIDS_PER_GET,
+    NAME_TTL_SECONDS,
+    NO_SUCH_NAME,
+    RECV_BUFFER_BYTES,
+    dotted,
+    enlarge_receive_buffer,
+    is_literal,
+    status_error,
 )
 from commandcentre.snmp.types import (
     EXCEPTION_TYPES,
@@ -85,36 +93,9 @@ from commandcentre.snmp.usm import (
 
 __all__ = ["FastSnmpClient"]
 
-MAX_OIDS_PER_GET = 60  # as snmp_exporter: larger GETs risk tooBig on small agents
-RECV_BUFFER_BYTES = 8 * 1024 * 1024
-NAME_TTL_SECONDS = 300.0
 IDLE_CLOSE_SECONDS = 900.0  # longer than any sane poll interval
 IDLE_SWEEP_SECONDS = 60.0
-# Linux's SO_RCVBUFFORCE (not exported by the socket module).
-_SO_RCVBUFFORCE = 33 if sys.platform.startswith("linux") else None
 
-_ERROR_STATUS = (
-    "noError",
-    "tooBig",
-    "noSuchName",
-    "badValue",
-    "readOnly",
-    "genErr",
-    "noAccess",
-    "wrongType",
-    "wrongLength",
-    "wrongEncoding",
-    "wrongValue",
-    "noCreation",
-    "inconsistentValue",
-    "resourceUnavailable",
-    "commitFailed",
-    "undoFailed",
-    "authorizationError",
-    "notWritable",
-    "inconsistentName",
-)
-_NO_SUCH_NAME = 2
 _END = SnmpType.END_OF_MIB_VIEW
 _RESPONSE = PduType.RESPONSE
 _REPORT = PduType.REPORT
@@ -322,18 +303,6 @@ class _Channel(asyncio.DatagramProtocol):
             self.transport.close()
 
 
-def _enlarge_receive_buffer(sock: socket.socket, size: int) -> None:
-    """Past net.core.rmem_max needs CAP_NET_ADMIN (SO_RCVBUFFORCE); else take the capped size."""
-    if _SO_RCVBUFFORCE is not None:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, size)
-        except OSError:
-            pass
-        else:
-            return
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-
-
 def _raise_open_files_limit() -> bool:
     """With a socket per agent, a thousand agents pass the usual soft limit of 1024 open
     files; the hard limit (systemd's default: 524288) is ours to take. True if raised."""
@@ -343,14 +312,6 @@ def _raise_open_files_limit() -> bool:
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     except (OSError, ValueError):
-        return False
-    return True
-
-
-def _is_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
         return False
     return True
 
@@ -410,7 +371,7 @@ class FastSnmpClient:
             chunk = oids[start : start + MAX_OIDS_PER_GET]
             pdu = await self._single(ch, auth, PduType.GET, chunk, options)
             if pdu.error_status:
-                raise _status_error(pdu.error_status, pdu.error_index, chunk)
+                raise status_error(pdu.error_status, pdu.error_index, chunk)
             out.extend(pdu.varbinds)
         return out
 
@@ -432,9 +393,9 @@ class FastSnmpClient:
         def on_pdu(pdu: Pdu) -> bool:
             """Take a response's varbinds; True when the walk is complete."""
             if pdu.error_status:
-                if v1 and pdu.error_status == _NO_SUCH_NAME:  # v1's end of the MIB
+                if v1 and pdu.error_status == NO_SUCH_NAME:  # v1's end of the MIB
                     return True
-                raise _status_error(pdu.error_status, pdu.error_index, (state.last,))
+                raise status_error(pdu.error_status, pdu.error_index, (state.last,))
             if not pdu.varbinds:
                 return True
             last = state.last
@@ -447,15 +408,15 @@ class FastSnmpClient:
                 if oid <= last and not allow:
                     raise SnmpError(
                         ErrorReason.OID_NOT_INCREASING,
-                        f"{endpoint}: walk of {_dotted(root)} got {_dotted(oid)} "
-                        f"after {_dotted(last)}",
+                        f"{endpoint}: walk of {dotted(root)} got {dotted(oid)} "
+                        f"after {dotted(last)}",
                     )
                 append(vb)
                 last = oid
                 if near_cap and len(out) > cap:
                     raise SnmpError(
                         ErrorReason.WALK_TOO_LONG,
-                        f"{endpoint}: walk of {_dotted(root)} returned more than {cap} varbinds",
+                        f"{endpoint}: walk of {dotted(root)} returned more than {cap} varbinds",
                     )
             state.last = last
             return False
@@ -503,7 +464,7 @@ class FastSnmpClient:
         hit = self._names.get(name_key)
         if hit is None or hit[2] <= time.monotonic():
             family, addr = await self._resolve(endpoint)
-            ttl = float("inf") if _is_literal(endpoint.host) else NAME_TTL_SECONDS
+            ttl = float("inf") if is_literal(endpoint.host) else NAME_TTL_SECONDS
             hit = (family, addr, time.monotonic() + ttl)
             self._names[name_key] = hit
         key = (hit[0], hit[1])
@@ -560,7 +521,7 @@ class FastSnmpClient:
             sock = socket.socket(family, socket.SOCK_DGRAM)
         ch = _Channel(peer)
         try:
-            _enlarge_receive_buffer(sock, self._recv_buffer_bytes)
+            enlarge_receive_buffer(sock, self._recv_buffer_bytes)
             sock.setblocking(False)
             sock.connect(addr)
             await asyncio.get_running_loop().create_datagram_endpoint(lambda: ch, sock=sock)
@@ -827,13 +788,3 @@ class FastSnmpClient:
 
 
 # --------------------------------------------------------------------------- errors
-
-
-def _status_error(status: int, index: int, oids: Sequence[Oid]) -> SnmpError:
-    name = _ERROR_STATUS[status] if 0 <= status < len(_ERROR_STATUS) else f"error {status}"
-    where = f" at {_dotted(oids[index - 1])}" if 0 < index <= len(oids) else ""
-    return SnmpError(ErrorReason.AGENT_ERROR, f"{name}{where}")
-
-
-def _dotted(oid: Oid) -> str:
-    return ".".join(map(str, oid))

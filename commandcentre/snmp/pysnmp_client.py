@@ -27,9 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import ipaddress
 import socket
-import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -55,6 +53,16 @@ with warnings.catch_warnings():
     from pysnmp.proto.rfc1902 import Null, ObjectName
 
 from commandcentre.config import Auth, Endpoint
+from commandcentre.snmp.common import (
+    MAX_OIDS_PER_GET,
+    NAME_TTL_SECONDS,
+    NO_SUCH_NAME,
+    RECV_BUFFER_BYTES,
+    dotted,
+    enlarge_receive_buffer,
+    is_literal,
+    status_error,
+)
 from commandcentre.snmp.types import (
     EXCEPTION_TYPES,
     ErrorReason,
@@ -67,11 +75,6 @@ from commandcentre.snmp.types import (
 
 __all__ = ["PysnmpClient"]
 
-MAX_OIDS_PER_GET = 60  # as snmp_exporter: larger GETs risk tooBig on small agents
-RECV_BUFFER_BYTES = 8 * 1024 * 1024
-NAME_TTL_SECONDS = 300.0
-# Linux's SO_RCVBUFFORCE (not exported by the socket module).
-_SO_RCVBUFFORCE = 33 if sys.platform.startswith("linux") else None
 
 _AUTH_PROTOCOLS = {
     "MD5": pconfig.USM_AUTH_HMAC96_MD5,
@@ -91,29 +94,6 @@ _PRIV_PROTOCOLS = {
     "AES192C": pconfig.USM_PRIV_CFB192_AES,
     "AES256C": pconfig.USM_PRIV_CFB256_AES,
 }
-
-_ERROR_STATUS = (
-    "noError",
-    "tooBig",
-    "noSuchName",
-    "badValue",
-    "readOnly",
-    "genErr",
-    "noAccess",
-    "wrongType",
-    "wrongLength",
-    "wrongEncoding",
-    "wrongValue",
-    "noCreation",
-    "inconsistentValue",
-    "resourceUnavailable",
-    "commitFailed",
-    "undoFailed",
-    "authorizationError",
-    "notWritable",
-    "inconsistentName",
-)
-_NO_SUCH_NAME = 2
 
 # v3 reports and USM failures: the credentials (or the agent's view of them) are wrong.
 _AUTH_INDICATIONS: tuple[type[Exception], ...] = (
@@ -256,26 +236,6 @@ def _auth_data(auth: Auth) -> Any:
     )
 
 
-def _enlarge_receive_buffer(sock: socket.socket, size: int) -> None:
-    """Past net.core.rmem_max needs CAP_NET_ADMIN (SO_RCVBUFFORCE); else take the capped size."""
-    if _SO_RCVBUFFORCE is not None:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, size)
-        except OSError:
-            pass
-        else:
-            return
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-
-
-def _is_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 # --------------------------------------------------------------------------- client
 
 
@@ -307,7 +267,7 @@ class PysnmpClient:
                 target, cmdgen.GetCommandGenerator(), options, chunk
             )
             if status:
-                raise self._status_error(status, index, chunk)
+                raise status_error(status, index, chunk)
             out.extend(_to_varbind(n, v) for n, v in vbs)
         return out
 
@@ -327,7 +287,7 @@ class PysnmpClient:
                 status, index, vbs = await self._request(
                     target, cmdgen.NextCommandGeneratorSingleRun(), options, (last,)
                 )
-                if status == _NO_SUCH_NAME:  # v1's end of the MIB
+                if status == NO_SUCH_NAME:  # v1's end of the MIB
                     break
             else:
                 status, index, vbs = await self._request(
@@ -338,7 +298,7 @@ class PysnmpClient:
                     max_repetitions=options.max_repetitions,
                 )
             if status:
-                raise self._status_error(status, index, (last,))
+                raise status_error(status, index, (last,))
             if not vbs:
                 break
             done = False
@@ -351,15 +311,15 @@ class PysnmpClient:
                 if oid <= last and not allow:
                     raise SnmpError(
                         ErrorReason.OID_NOT_INCREASING,
-                        f"{endpoint}: walk of {_dotted(root)} got {_dotted(oid)} "
-                        f"after {_dotted(last)}",
+                        f"{endpoint}: walk of {dotted(root)} got {dotted(oid)} "
+                        f"after {dotted(last)}",
                     )
                 out.append(vb)
                 last = oid
                 if len(out) > cap:
                     raise SnmpError(
                         ErrorReason.WALK_TOO_LONG,
-                        f"{endpoint}: walk of {_dotted(root)} returned more than {cap} varbinds",
+                        f"{endpoint}: walk of {dotted(root)} returned more than {cap} varbinds",
                     )
             if done:
                 break
@@ -445,7 +405,7 @@ class PysnmpClient:
                 ErrorReason.AUTH, f"{endpoint}: credentials rejected by pysnmp: {type(e).__name__}"
             ) from None
         peer = tuple(transport_target.transport_address[:2])
-        ttl = float("inf") if _is_literal(endpoint.host) else NAME_TTL_SECONDS
+        ttl = float("inf") if is_literal(endpoint.host) else NAME_TTL_SECONDS
         return _Target(
             slot=slot,
             addr_name=addr_name,
@@ -484,7 +444,7 @@ class PysnmpClient:
             return
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            _enlarge_receive_buffer(sock, self._recv_buffer_bytes)
+            enlarge_receive_buffer(sock, self._recv_buffer_bytes)
             sock.bind(("::", 0) if family == socket.AF_INET6 else ("0.0.0.0", 0))  # noqa: S104 - client socket, replies come from anywhere
             sock.setblocking(False)
             carrier = (
@@ -592,16 +552,6 @@ class PysnmpClient:
         if isinstance(indication, errind.TooBig):
             return SnmpError(ErrorReason.AGENT_ERROR, f"{_peer(target)}: tooBig (request)")
         return SnmpError(ErrorReason.TRANSPORT, f"{_peer(target)}: {text}")
-
-    @staticmethod
-    def _status_error(status: int, index: int, oids: Sequence[Oid]) -> SnmpError:
-        name = _ERROR_STATUS[status] if 0 <= status < len(_ERROR_STATUS) else f"error {status}"
-        where = f" at {_dotted(oids[index - 1])}" if 0 < index <= len(oids) else ""
-        return SnmpError(ErrorReason.AGENT_ERROR, f"{name}{where}")
-
-
-def _dotted(oid: Oid) -> str:
-    return ".".join(map(str, oid))
 
 
 def _peer(target: _Target) -> str:
