@@ -33,6 +33,13 @@ Per poll the varbinds are put into a dict by OID (the last one for an OID wins,
 as upstream), which is what lookups read from. Samples come out in OID order, so
 the output is deterministic although upstream iterates a Go map.
 
+The poller does not build samples: its ``FamilyRenderer`` (one per target and
+module) maps and renders a poll straight to the store's pre-rendered families,
+byte for byte what ``render_families(varbinds_to_samples(...).samples)`` gives,
+at a fraction of the cost per varbind, reusing row label text and unchanged
+string values from the previous poll. ``varbinds_to_samples`` remains the
+reference (and what ``/snmp`` and the tests use); tests hold the two together.
+
 Where upstream's behaviour is kept although it looks odd
 ---------------------------------------------------------
 * Index sub-identifiers that run out are padded with zeros (``splitOid``): a
@@ -80,8 +87,17 @@ from decimal import Decimal
 from commandcentre.config import Lookup, Metric, Module, parse_oid
 from commandcentre.samples import Labels, MetricKind, Sample
 from commandcentre.snmp.types import EXCEPTION_TYPES, Oid, SnmpType, VarBind
+from commandcentre.store import Family, format_labels, format_value
 
-__all__ = ["CompiledModule", "MappingResult", "compile_module", "varbinds_to_samples"]
+__all__ = [
+    "CompiledModule",
+    "FamilyRenderer",
+    "MappingResult",
+    "RenderedPoll",
+    "compile_module",
+    "varbinds_to_families",
+    "varbinds_to_samples",
+]
 
 FLOAT64_MANTISSA = 1 << 53  # snmp_exporter wraps Counter64 by this (float64 mantissa)
 _MAX_INDEX_LENGTH = 128  # an OID has at most 128 sub-identifiers (RFC 2578 3.5)
@@ -765,18 +781,13 @@ def _samples_for(
     index: Oid,
     vb: VarBind,
     rows: dict[Oid, VarBind],
+    row: tuple[dict[str, str], Labels],
     *,
-    row_labels: dict[tuple[_LabelSpec, Oid], tuple[dict[str, str], Labels]],
     wrap_counters: bool,
 ) -> list[Sample]:
-    """snmp_exporter's ``pduToSamples`` for one varbind. ``row_labels`` caches
-    each row's labels for this poll (they depend only on the spec and index)."""
-    key = (metric.label_spec, index)
-    cached = row_labels.get(key)
-    if cached is None:
-        labels = _labels_for(metric.label_spec, index, rows)
-        cached = row_labels[key] = (labels, tuple(labels.items()))
-    labels, base = cached
+    """snmp_exporter's ``pduToSamples`` for one varbind, given its row's labels
+    (``_labels_for``, as the dict and as a tuple), which the caller caches."""
+    labels, base = row
     typ = metric.type
     kind: MetricKind = "counter" if typ == "counter" else "gauge"
 
@@ -907,26 +918,30 @@ def varbinds_to_samples(
             rows[vb.oid] = vb
 
     samples: list[Sample] = []
-    row_labels: dict[tuple[_LabelSpec, Oid], tuple[dict[str, str], Labels]] = {}
+    # Row labels per (label spec, index), for this poll. Keyed by the spec's id:
+    # hashing the spec dataclass itself would cost more than the rest of the row.
+    row_labels: dict[tuple[int, Oid], tuple[dict[str, str], Labels]] = {}
     seen: set[tuple[str, frozenset[tuple[str, str]]]] = set()
     wrong = 0
     duplicates = 0
     first_problem: str | None = None
     match: Callable[[Oid], tuple[_CompiledMetric, Oid] | None] = compiled.match
-    for oid in sorted(rows):
+    for oid, vb in sorted(rows.items()):
         found = match(oid)
         if found is None:
             continue
         metric, index = found
-        vb = rows[oid]
         try:
-            produced = _samples_for(
-                metric, index, vb, rows, row_labels=row_labels, wrap_counters=wrap_counters
-            )
+            row_key = (id(metric.label_spec), index)
+            row = row_labels.get(row_key)
+            if row is None:
+                labels = _labels_for(metric.label_spec, index, rows)
+                row = row_labels[row_key] = (labels, tuple(labels.items()))
+            produced = _samples_for(metric, index, vb, rows, row, wrap_counters=wrap_counters)
         except _Unmappable as e:
             wrong += 1
             if first_problem is None:
-                first_problem = f"{metric.name} ({metric.type}) at {'.'.join(map(str, oid))}: {e}"
+                first_problem = _problem(metric, oid, e)
             continue
         for sample in produced:
             key = (sample.name, frozenset(sample.labels))
@@ -936,3 +951,290 @@ def varbinds_to_samples(
             seen.add(key)
             samples.append(sample)
     return MappingResult(tuple(samples), wrong, first_problem, duplicates)
+
+
+def _problem(metric: _CompiledMetric, oid: Oid, e: _Unmappable) -> str:
+    return f"{metric.name} ({metric.type}) at {'.'.join(map(str, oid))}: {e}"
+
+
+# ---------------------------------------------------------------- mapping and rendering in one pass
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedPoll:
+    """``varbinds_to_families``' result: ``families`` are byte for byte what
+    ``store.render_families(varbinds_to_samples(...).samples, extra_labels)``
+    gives, and the counts are ``MappingResult``'s."""
+
+    families: tuple[Family, ...]
+    series: int
+    wrong_type: int = 0
+    first_problem: str | None = None
+    duplicates: int = 0
+
+
+# Metric types whose integer varbinds are written without building a ``Sample``.
+_DIRECT_TYPES = frozenset({"gauge", "counter"})
+# ``format_value`` writes an integral float below this as a plain integer, so an
+# integer in range (exact as a float: 1e15 < 2**53) can be written with ``str``.
+_PLAIN_INT_LIMIT = 10**15
+# The same sets as tuples: ``in`` on a tuple compares identities, where a set would
+# call ``Enum.__hash__`` (Python code) twice per varbind.
+_EXCEPTION_TUPLE = tuple(EXCEPTION_TYPES)
+_INTEGER_TUPLE = (
+    SnmpType.COUNTER32,
+    SnmpType.COUNTER64,
+    SnmpType.GAUGE32,
+    SnmpType.INTEGER,
+    SnmpType.TIMETICKS,
+)
+
+
+def _with_extra(labels: Labels, extra: Labels, extra_names: frozenset[str]) -> Labels:
+    """``render_families``' merge: extra labels after the sample's own, where an
+    own label of the same name wins (the equivalence tests hold the two together)."""
+    if not extra:
+        return labels
+    own = {k for k, _ in labels}
+    if own & extra_names:
+        return labels + tuple(kv for kv in extra if kv[0] not in own)
+    return labels + extra
+
+
+# One sample as the renderer keeps it: name, labels (``None``: the row's own), line,
+# kind, help. Labels are kept as the tuple, not as a set: a small frozenset takes
+# several times the memory, and this is kept per target.
+_Rendered = tuple[str, Labels | None, str, MetricKind, str]
+# A row's ``names`` between polls (a row gets its poll's set before any use, so
+# nothing is ever added to this one): frees the sets, which would be most of what
+# a renderer keeps otherwise.
+_NO_NAMES: set[str] = set()
+
+
+class _Row:
+    """One row (label spec and index) of one target's table, kept from one poll to
+    the next while its labels stay the same. ``names`` is the set of metric names
+    already written with this row's label set in the current poll (duplicate
+    check); ``values`` caches, per non-integer metric (by id), the varbind type
+    and value last seen and what they rendered to."""
+
+    __slots__ = ("base", "fs", "labels", "names", "text", "values")
+
+    def __init__(self, labels: dict[str, str], base: Labels, text: str) -> None:
+        self.labels = labels
+        self.base = base
+        self.text = text
+        self.fs = frozenset(base)
+        self.names = _NO_NAMES
+        self.values: dict[int, tuple[SnmpType, object, list[_Rendered]]] = {}
+
+
+class FamilyRenderer:
+    """Maps and renders the polls of one target's module: ``varbinds_to_samples``
+    followed by ``store.render_families``, in one pass and byte for byte the same
+    (the equivalence tests hold them together). The poller keeps one per
+    (target, module), so the cost per varbind of every poll is this.
+
+    Where the time goes and what is saved:
+
+    * An integer ``gauge``/``counter`` varbind (most of an interface table)
+      becomes one line without a ``Sample``: the row's label text (index
+      labels, lookups, the target's extra labels, escaped) is rendered once per
+      row, not per column, and the value is written with ``str``.
+    * The metric owning a run of varbinds of one column is matched once per
+      run, not per varbind (the varbinds are sorted, so a column's rows are
+      consecutive).
+    * Across polls: a row's labels are recomputed every poll (lookups read that
+      poll's values), but when they are what they were, its label text is
+      reused; and a string, enum or other non-integer value equal to the last
+      poll's reuses the last poll's lines. Rows not seen in a poll are
+      forgotten at its end, so the caches hold one poll's rows at most.
+    """
+
+    __slots__ = ("_extra", "_extra_names", "_rows", "compiled", "wrap_counters")
+
+    def __init__(
+        self, compiled: CompiledModule, extra_labels: Labels = (), *, wrap_counters: bool = True
+    ) -> None:
+        self.compiled = compiled
+        self._extra = extra_labels
+        self._extra_names = frozenset(k for k, _ in extra_labels)
+        self.wrap_counters = wrap_counters
+        self._rows: dict[int, dict[Oid, _Row]] = {}  # by id(label spec), then index
+
+    @property
+    def extra_labels(self) -> Labels:
+        return self._extra
+
+    def _row(self, metric: _CompiledMetric, index: Oid, rows: dict[Oid, VarBind]) -> _Row:
+        """The row's labels for this poll (raises ``_Unmappable``), reusing the last
+        poll's row when its labels are unchanged."""
+        labels = _labels_for(metric.label_spec, index, rows)
+        base = tuple(labels.items())
+        last = self._rows.get(id(metric.label_spec), {}).get(index)
+        if last is not None and last.base == base:
+            last.labels = labels
+            return last
+        text = format_labels(_with_extra(base, self._extra, self._extra_names))
+        return _Row(labels, base, text)
+
+    def _render_samples(
+        self, metric: _CompiledMetric, index: Oid, vb: VarBind, rows: dict[Oid, VarBind], row: _Row
+    ) -> list[_Rendered]:
+        """A non-integer (or not gauge/counter) varbind's lines, via ``_samples_for``;
+        the last poll's when the varbind's type and value are the same and nothing
+        but the value decides (no column before it to read)."""
+        cached = row.values.get(id(metric))
+        value = vb.value
+        if (
+            cached is not None
+            and cached[0] is vb.type
+            and type(cached[1]) is type(value)
+            and cached[1] == value
+            and metric.prev_oid is None
+        ):
+            return cached[2]
+        base = row.base
+        out: list[_Rendered] = []
+        for s in _samples_for(
+            metric, index, vb, rows, (row.labels, base), wrap_counters=self.wrap_counters
+        ):
+            own = s.labels is base
+            text = (
+                row.text
+                if own
+                else format_labels(_with_extra(s.labels, self._extra, self._extra_names))
+            )
+            line = f"{s.name}{text} {format_value(s.value)}\n"
+            out.append((s.name, None if own else s.labels, line, s.kind, s.help))
+        row.values[id(metric)] = (vb.type, value, out)
+        return out
+
+    def render(self, varbinds: Iterable[VarBind]) -> RenderedPoll:  # noqa: PLR0915 - one flat loop
+        """One poll's varbinds (walks and gets together, any order) -> families; kept flat
+        (one loop, no call per varbind on the common path), as that is what it saves."""
+        compiled = self.compiled
+        rows: dict[Oid, VarBind] = {}
+        exceptions = _EXCEPTION_TUPLE
+        for vb in varbinds:
+            if vb.type not in exceptions:
+                rows[vb.oid] = vb
+
+        families: dict[str, tuple[MetricKind, str, list[str]]] = {}
+        poll_rows: dict[int, dict[Oid, _Row]] = {}  # the rows of this poll: next poll's cache
+        names_by_labels: dict[frozenset[tuple[str, str]], set[str]] = {}  # duplicate check
+        series = wrong = duplicates = 0
+        first_problem: str | None = None
+        integer_types = _INTEGER_TUPLE
+        counter64 = SnmpType.COUNTER64
+        wrap = self.wrap_counters
+
+        metric: _CompiledMetric | None = None
+        prefix: Oid = ()
+        plen = 0
+        spec_rows: dict[Oid, _Row] = {}
+        lines: list[str] | None = None
+        name = ""
+        direct = plain = False
+        for oid, vb in sorted(rows.items()):
+            if metric is not None and oid[:plen] == prefix:
+                # Still the previous varbind's metric: a shorter metric OID owning
+                # this varbind would have been a prefix of that one's too.
+                index = oid[plen:]
+            else:
+                found = compiled.match(oid)
+                if found is None:
+                    metric = None
+                    continue
+                metric, index = found
+                plen = len(oid) - len(index)
+                prefix = oid[:plen]
+                spec_rows = poll_rows.setdefault(id(metric.label_spec), {})
+                name = metric.name
+                direct = metric.type in _DIRECT_TYPES
+                plain = metric.scale == 0.0 and metric.offset == 0.0
+                entry = families.get(name)
+                lines = entry[2] if entry is not None else None
+
+            row = spec_rows.get(index)
+            if row is None:
+                try:
+                    row = self._row(metric, index, rows)
+                except _Unmappable as e:
+                    wrong += 1
+                    if first_problem is None:
+                        first_problem = _problem(metric, oid, e)
+                    continue
+                row.names = names_by_labels.setdefault(row.fs, set())
+                spec_rows[index] = row
+
+            value = vb.value
+            if direct and vb.type in integer_types and type(value) is int:
+                if vb.type is counter64:
+                    value &= 0xFFFFFFFFFFFFFFFF
+                    if wrap:
+                        value %= FLOAT64_MANTISSA
+                if plain and -_PLAIN_INT_LIMIT < value < _PLAIN_INT_LIMIT:
+                    number = str(value)
+                else:
+                    number = format_value(_scaled(metric, float(value)))
+                names = row.names
+                if name in names:
+                    duplicates += 1
+                    continue
+                names.add(name)
+                if lines is None:
+                    entry = families.get(name)
+                    if entry is None:
+                        kind: MetricKind = "counter" if metric.type == "counter" else "gauge"
+                        entry = families[name] = (kind, metric.help, [])
+                    lines = entry[2]
+                lines.append(f"{name}{row.text} {number}\n")
+                series += 1
+                continue
+
+            try:
+                rendered = self._render_samples(metric, index, vb, rows, row)
+            except _Unmappable as e:
+                wrong += 1
+                if first_problem is None:
+                    first_problem = _problem(metric, oid, e)
+                continue
+            for s_name, s_labels, line, s_kind, s_help in rendered:
+                names = (
+                    row.names
+                    if s_labels is None
+                    else names_by_labels.setdefault(frozenset(s_labels), set())
+                )
+                if s_name in names:
+                    duplicates += 1
+                    continue
+                names.add(s_name)
+                entry = families.get(s_name)
+                if entry is None:
+                    entry = families[s_name] = (s_kind, s_help, [])
+                entry[2].append(line)
+                series += 1
+        for spec_rows in poll_rows.values():
+            for row in spec_rows.values():
+                row.names = _NO_NAMES  # only needed during a poll
+        self._rows = poll_rows
+        return RenderedPoll(
+            tuple(Family(n, k, h, "".join(ls)) for n, (k, h, ls) in families.items()),
+            series,
+            wrong,
+            first_problem,
+            duplicates,
+        )
+
+
+def varbinds_to_families(
+    module: Module | CompiledModule,
+    varbinds: Iterable[VarBind],
+    extra_labels: Labels = (),
+    *,
+    wrap_counters: bool = True,
+) -> RenderedPoll:
+    """One poll through a fresh ``FamilyRenderer`` (nothing kept between calls)."""
+    compiled = module if isinstance(module, CompiledModule) else compile_module(module)
+    return FamilyRenderer(compiled, extra_labels, wrap_counters=wrap_counters).render(varbinds)

@@ -19,7 +19,7 @@ import structlog
 
 from commandcentre.config import Auth, Endpoint, Module, Target, parse_oid
 from commandcentre.samples import Labels, MetricKind, Sample
-from commandcentre.snmp.mapping import CompiledModule, varbinds_to_samples
+from commandcentre.snmp.mapping import CompiledModule, FamilyRenderer
 from commandcentre.snmp.types import (
     ErrorReason,
     Oid,
@@ -93,6 +93,9 @@ class Poller:
         self.polls_in_flight = 0
         self.polls_completed = 0
         self.states: dict[tuple[str, str], ModuleState] = {}
+        # Per (target, module): maps and renders its polls, keeping what it can
+        # reuse from one poll to the next (see ``FamilyRenderer``).
+        self._renderers: dict[tuple[str, str], FamilyRenderer] = {}
 
     def resize(self, max_in_flight: int) -> None:
         """Apply a new cap; requests already waiting keep the old semaphores and finish.
@@ -185,7 +188,7 @@ class Poller:
                             retries=target.retries,
                             suspect=st.failures_in_a_row > 0,
                         )
-                    mapped = varbinds_to_samples(planned.compiled, fetched.varbinds)
+                    mapped = self._renderer(target.name, planned, extra).render(fetched.varbinds)
                 except SnmpError as e:
                     self._failed(target, planned.name, st, e.reason, e.detail)
                 except TimeoutError:
@@ -206,7 +209,7 @@ class Poller:
                             count=mapped.wrong_type,
                             example=mapped.first_problem,
                         )
-                    self.store.put(("snmp", target.name, planned.name), mapped.samples, extra)
+                    self.store.put_families(("snmp", target.name, planned.name), mapped.families)
                     if st.last_reason is not None:
                         log.info(
                             "snmp_poll_recovered",
@@ -225,6 +228,19 @@ class Poller:
         finally:
             self.polls_in_flight -= 1
             self.polls_completed += 1
+
+    def _renderer(self, target: str, planned: PlannedModule, extra: Labels) -> FamilyRenderer:
+        """This target's renderer for the module, new when a reload changed the
+        module or the target's labels (what it caches depends on both)."""
+        key = (target, planned.name)
+        renderer = self._renderers.get(key)
+        if (
+            renderer is None
+            or renderer.compiled is not planned.compiled
+            or renderer.extra_labels != extra
+        ):
+            renderer = self._renderers[key] = FamilyRenderer(planned.compiled, extra)
+        return renderer
 
     def _failed(
         self, target: Target, module: str, st: ModuleState, reason: ErrorReason, detail: str
@@ -247,6 +263,7 @@ class Poller:
         st.last_reason = reason
         if st.failures_in_a_row == target.stale_after_failures:
             self.store.drop(("snmp", target.name, module))
+            self._renderers.pop((target.name, module), None)  # its rows are gone too
             log.info(
                 "snmp_samples_dropped_as_stale",
                 target=target.name,
@@ -258,6 +275,7 @@ class Poller:
         """Remove a target's (or one of its modules') samples and self-metrics."""
         for key in [k for k in self.states if k[0] == target_name and module in (None, k[1])]:
             del self.states[key]
+            self._renderers.pop(key, None)
             self.store.drop(("snmp", *key))
 
     # ------------------------------------------------------------------ self-metrics
