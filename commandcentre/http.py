@@ -20,10 +20,11 @@ from aiohttp import web
 
 from commandcentre.config import DEFAULT_AUTH_NAME, Auth, Endpoint, Target, parse_endpoint
 from commandcentre.samples import Sample
-from commandcentre.snmp.mapping import varbinds_to_samples
+from commandcentre.snmp.mapping import varbinds_to_families
 from commandcentre.snmp.types import SnmpError
 from commandcentre.store import (
     CONTENT_TYPE,
+    Family,
     encode_parts,
     exposition,
     exposition_parts,
@@ -193,7 +194,7 @@ async def snmp_probe(request: web.Request) -> web.Response:
         return _bad_request(f"Unknown auth '{auth_name}'")
 
     budget = _scrape_budget(request)
-    samples: list[Sample] = []
+    groups: list[tuple[Family, ...]] = []  # per module: its families, then its scrape stats
     errors: list[str] = []
     started = time.monotonic()
     try:
@@ -213,7 +214,8 @@ async def snmp_probe(request: web.Request) -> web.Response:
                     errors.append(f"module {name}: {e.reason.value}: {e.detail}")
                     continue
                 walk_seconds = time.monotonic() - t0
-                samples.extend(varbinds_to_samples(planned.compiled, fetched.varbinds).samples)
+                groups.append(varbinds_to_families(planned.compiled, fetched.varbinds).families)
+                samples: list[Sample] = []
                 mod_label = (("module", name),)
                 samples.append(
                     Sample(
@@ -242,6 +244,7 @@ async def snmp_probe(request: web.Request) -> web.Response:
                         "Total SNMP time scrape took (walk and processing).",
                     )
                 )
+                groups.append(render_families(samples))
     except TimeoutError:
         errors.append(f"probe did not finish within {budget:g}s")
     if errors:
@@ -250,7 +253,8 @@ async def snmp_probe(request: web.Request) -> web.Response:
             status=500,
             text="An error has occurred while serving metrics:\n\n" + "\n".join(errors) + "\n",
         )
-    text = exposition([render_families(samples)])
+    # one family per name across modules, in first-seen order, as snmp_exporter writes
+    text = exposition(groups)
     return web.Response(body=text.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE})
 
 

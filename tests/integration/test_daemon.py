@@ -395,6 +395,11 @@ async def test_snmp_probe_endpoint_has_snmp_exporter_semantics_and_refuses_unkno
     assert status == 200, text
     assert "ifMtu{" in text
     assert "sysUpTime " in text
+    # each module has its own snmp_scrape_* lines, under one HELP/TYPE per name
+    types = [line for line in text.splitlines() if line.startswith("# TYPE ")]
+    assert len(types) == len(set(types)), text
+    assert 'snmp_scrape_pdus_returned{module="system"}' in text
+    assert 'snmp_scrape_pdus_returned{module="if_mib"}' in text
 
     for query, message in [
         ("", "'target' parameter must be specified"),
