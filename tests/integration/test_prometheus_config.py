@@ -264,9 +264,18 @@ def test_inhibitions(alertmanager: int, case: dict[str, Any]) -> None:
     alerts = [{"labels": {**labels, "case": tag}} for labels in case["alerts"]]
     _api(alertmanager, "alerts", alerts)
     got: dict[int, bool] = {}
+
+    def settled() -> bool:
+        inhibited = sorted(i for i, yes in got.items() if yes)
+        return len(got) == len(alerts) and inhibited == case["inhibited"]
+
+    # Alertmanager marks an alert inhibited only once it has processed the alert that
+    # inhibits it, so the first listing may show every alert and no inhibition yet:
+    # poll until the expected state shows, and judge what was last seen.
     deadline = time.monotonic() + 10
-    while len(got) < len(alerts) and time.monotonic() < deadline:
+    while not settled() and time.monotonic() < deadline:
         listed = _api(alertmanager, f"alerts?filter=case%3D%22{tag}%22")
+        got = {}
         for a in listed:
             labels = {k: v for k, v in a["labels"].items() if k != "case"}
             got[case["alerts"].index(labels)] = bool(a["status"]["inhibitedBy"])
