@@ -26,6 +26,7 @@ from commandcentre.http import build_app
 from commandcentre.logsetup import configure_logging
 from commandcentre.looplag import LoopLagProbe
 from commandcentre.mqtt.service import MqttService
+from commandcentre.reloads import ReloadRecord
 from commandcentre.samples import Sample
 from commandcentre.sdnotify import Notifier
 from commandcentre.snmp.poller import PlannedModule, Poller
@@ -84,9 +85,12 @@ class Daemon:
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._planned: dict[str, PlannedModule] = {}
-        self.reload_ok = 1
-        self.reload_time = time.time()
-        self.reloads = {"success": 0, "failure": 0}
+        self.reload_record = ReloadRecord(
+            "config",
+            "1 if the last config load or reload succeeded, else 0.",
+            "Unix time of the last successful config load or reload.",
+            "Config reloads attempted, by result.",
+        )
         self._apply(config)
 
     # ------------------------------------------------------------------ config
@@ -131,19 +135,9 @@ class Daemon:
                 if _monitors_something(self.config) and not _monitors_something(new):
                     await asyncio.to_thread(_refuse_emptied, self.config.source)
             except ConfigError as e:
-                self.reload_ok = 0
-                self.reloads["failure"] += 1
-                for p in e.problems:
-                    log.error(
-                        "config_reload_problem",
-                        file=p.file,
-                        key=p.path,
-                        problem=p.message,
-                        given=p.given,
-                    )
-                log.error("config_reload_failed", file=self.config.source, problems=len(e.problems))
+                problems = self.reload_record.failed(self.config.source, e)
                 self.notifier.notify("READY=1")
-                return [str(p) for p in e.problems]
+                return problems
             if new.http.listen != self.config.http.listen:
                 log.warning(
                     "config_http_listen_change_needs_restart",
@@ -157,9 +151,7 @@ class Daemon:
                     configured=new.snmp.client,
                 )
             self._apply(new)
-            self.reload_ok = 1
-            self.reload_time = time.time()
-            self.reloads["success"] += 1
+            self.reload_record.succeeded()
             self.notifier.notify("READY=1")
             return []
 
@@ -181,34 +173,7 @@ class Daemon:
                 "Build information of the running commandcentre.",
             )
         )
-        out.append(
-            Sample(
-                "commandcentre_config_last_reload_successful",
-                (),
-                self.reload_ok,
-                "gauge",
-                "1 if the last config load or reload succeeded, else 0.",
-            )
-        )
-        out.append(
-            Sample(
-                "commandcentre_config_last_reload_success_timestamp_seconds",
-                (),
-                self.reload_time,
-                "gauge",
-                "Unix time of the last successful config load or reload.",
-            )
-        )
-        for result, n in self.reloads.items():
-            out.append(
-                Sample(
-                    "commandcentre_config_reloads_total",
-                    (("result", result),),
-                    n,
-                    "counter",
-                    "Config reloads attempted, by result.",
-                )
-            )
+        out += self.reload_record.self_samples()
         out.append(
             Sample(
                 "commandcentre_snmp_targets",

@@ -365,7 +365,7 @@ async def status_page(request: web.Request) -> web.Response:
     ]
     down = sum(1 for bad, _, _ in snmp_rows if bad)
     disconnected = sum(1 for bad, _, _ in broker_rows if bad)
-    reload_ok = bool(daemon.reload_ok)
+    reload_ok = bool(daemon.reload_record.ok)
 
     def badge(bad: bool, text: str) -> str:
         return f'<span class="{"bad" if bad else "ok"}">{html.escape(text)}</span>'
@@ -387,7 +387,7 @@ async def status_page(request: web.Request) -> web.Response:
         + summary
         + '<p class="muted">'
         + f"config {html.escape(daemon.config.source)}, "
-        + f"last good load {_ago(daemon.reload_time, now)} &middot; "
+        + f"last good load {_ago(daemon.reload_record.time, now)} &middot; "
         + f"refreshes every {STATUS_REFRESH_SECONDS}s &middot; "
         + '<a href="/metrics">/metrics</a></p>'
         + "<h2>SNMP targets</h2>"

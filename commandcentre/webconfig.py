@@ -35,7 +35,6 @@ import dataclasses
 import hashlib
 import re
 import ssl
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ import structlog
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from commandcentre.configbase import ConfigError, ConfigProblem, Strict, _expand_env
+from commandcentre.reloads import ReloadRecord
 from commandcentre.samples import Sample
 
 log = structlog.get_logger("commandcentre.web")
@@ -391,9 +391,12 @@ class WebConfigWatcher:
         self.current = config
         self.poll_seconds = poll_seconds
         self.on_tls_change: Callable[[ssl.SSLContext | None], Any] | None = None
-        self.reload_ok = 1
-        self.reload_time = time.time()
-        self.reloads = {"success": 0, "failure": 0}
+        self.record = ReloadRecord(
+            "web_config",
+            "1 if the last load of the web config file (TLS, basic auth) succeeded, else 0.",
+            "Unix time of the last successful load of the web config file.",
+            "Web config file reloads attempted (on change, SIGHUP or /-/reload), by result.",
+        )
         self._seen = config.fingerprint
         self._lock = asyncio.Lock()
 
@@ -412,24 +415,11 @@ class WebConfigWatcher:
                 new = await asyncio.to_thread(load_web_config, self.path)
             except ConfigError as e:
                 self._seen = await asyncio.to_thread(_current_fingerprint, self.path, self.current)
-                self.reload_ok = 0
-                self.reloads["failure"] += 1
-                for p in e.problems:
-                    log.error(
-                        "web_config_reload_problem",
-                        file=p.file,
-                        key=p.path,
-                        problem=p.message,
-                        given=p.given,
-                    )
-                log.error("web_config_reload_failed", file=str(self.path), problems=len(e.problems))
-                return [str(p) for p in e.problems]
+                return self.record.failed(str(self.path), e)
             self._seen = new.fingerprint
             changed = new.fingerprint != self.current.fingerprint
             self.current = new
-            self.reload_ok = 1
-            self.reload_time = time.time()
-            self.reloads["success"] += 1
+            self.record.succeeded()
             if changed:
                 log.info(
                     "web_config_applied",
@@ -453,30 +443,4 @@ class WebConfigWatcher:
                 log.error("web_config_watch_failed", error=type(e).__name__)
 
     def self_samples(self) -> list[Sample]:
-        out = [
-            Sample(
-                "commandcentre_web_config_last_reload_successful",
-                (),
-                self.reload_ok,
-                "gauge",
-                "1 if the last load of the web config file (TLS, basic auth) succeeded, else 0.",
-            ),
-            Sample(
-                "commandcentre_web_config_last_reload_success_timestamp_seconds",
-                (),
-                self.reload_time,
-                "gauge",
-                "Unix time of the last successful load of the web config file.",
-            ),
-        ]
-        out += [
-            Sample(
-                "commandcentre_web_config_reloads_total",
-                (("result", result),),
-                n,
-                "counter",
-                "Web config file reloads attempted (on change, SIGHUP or /-/reload), by result.",
-            )
-            for result, n in self.reloads.items()
-        ]
-        return out
+        return self.record.self_samples()

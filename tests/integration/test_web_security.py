@@ -334,11 +334,11 @@ async def test_web_config_changes_apply_without_restart_and_broken_ones_keep_the
         await eventually(tls_works, "the listener to serve TLS")
 
         # 3. a broken file: logged and counted once, the running config stays
-        failures = daemon.web.reloads["failure"] if daemon.web else -1
+        failures = daemon.web.record.reloads["failure"] if daemon.web else -1
         web.write_text("basic_auth_users:\n  prometheus: not-a-bcrypt-hash\n")
 
         async def failure_counted() -> bool:
-            return daemon.web is not None and daemon.web.reloads["failure"] == failures + 1
+            return daemon.web is not None and daemon.web.record.reloads["failure"] == failures + 1
 
         await eventually(failure_counted, "the broken file to be noticed")
         r = await request(https(base) + "/metrics", ctx=ctx, auth=(USER, new_pw))
@@ -347,7 +347,9 @@ async def test_web_config_changes_apply_without_restart_and_broken_ones_keep_the
         assert metric(r.text, 'commandcentre_web_config_reloads_total{result="failure"}') == 1
         await asyncio.sleep(5 * POLL)
         assert daemon.web is not None
-        assert daemon.web.reloads["failure"] == failures + 1, "an unchanged broken file: once"
+        assert daemon.web.record.reloads["failure"] == failures + 1, (
+            "an unchanged broken file: once"
+        )
 
         # /-/reload says why, without the hash
         r = await request(https(base) + "/-/reload", ctx=ctx, method="POST", auth=(USER, new_pw))
