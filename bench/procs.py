@@ -20,18 +20,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+# the demo's helpers: a free port now, SIGTERM then SIGKILL, always reaped
+from commandcentre.demo.processes import free_port as free_port
+from commandcentre.demo.processes import stop_process
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 class StartError(RuntimeError):
     """A process did not come up; the message carries its output."""
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port free on 127.0.0.1 a moment ago (TCP, or UDP with ``socket.SOCK_DGRAM``)."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -109,18 +106,7 @@ def started(
     try:
         yield proc
     finally:
-        stop(popen)
-
-
-def stop(popen: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL if it has not exited within ``timeout``; always reaped."""
-    if popen.poll() is None:
-        popen.terminate()
-        try:
-            popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            popen.kill()
-            popen.wait(timeout=timeout)
+        stop_process(popen, timeout=10.0)
 
 
 def wait_for_tcp(proc: Proc, port: int, limit: float = 20.0) -> None:
