@@ -181,6 +181,12 @@ def _close_socket(client: aiomqtt.Client) -> None:
     socket from the loop (through aiomqtt's callbacks) and closes it.
     """
     client._client._sock_close()
+    # A connection lost during the goodbye (the broker stopping with us, say) leaves
+    # aiomqtt's disconnect future holding an error nobody awaits any more; asyncio
+    # would print it as "Future exception was never retrieved" at exit. Mark it seen.
+    disconnected = client._disconnected
+    if disconnected.done() and not disconnected.cancelled():
+        disconnected.exception()
 
 
 def exc_text(exc: BaseException) -> str:
