@@ -39,7 +39,7 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import aiomqtt
 import paho.mqtt.client as paho_mqtt
@@ -153,7 +153,7 @@ def tls_context(tls: TlsConfig) -> ssl.SSLContext:
 
 def _client(broker: Broker, identifier: str) -> aiomqtt.Client:
     tls = broker.tls
-    return aiomqtt.Client(
+    client = aiomqtt.Client(
         broker.host,
         broker.effective_port,
         username=broker.username,
@@ -170,6 +170,44 @@ def _client(broker: Broker, identifier: str) -> aiomqtt.Client:
         # Without it a QoS 0 publish after a QoS 1 one waits ~20 ms for Nagle.
         socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
     )
+    _register_writes_only_while_open(client)
+    return client
+
+
+def _register_writes_only_while_open(client: aiomqtt.Client) -> None:
+    """Replace aiomqtt's write registration with one that checks the socket first.
+
+    paho asks for a writer whenever it queues a packet; aiomqtt registers it on the
+    loop's *next* iteration (``call_soon_threadsafe``, as paho may ask from the
+    connect thread). If the socket is closed in between (a DISCONNECT queued in the
+    same iteration as the reader meets the broker's end-of-stream, as when Ctrl-C stops
+    the demo's broker and publisher together), aiomqtt's ``add_writer`` gets a closed
+    descriptor, or one already reused by another socket. Here it is registered only if
+    the socket is still paho's; the write callback is aiomqtt's, unchanged.
+    """
+    paho = client._client
+    loop = client._loop
+
+    def write() -> None:
+        # aiomqtt's: a failed write (a broken pipe, say) ends the connection
+        try:
+            paho.loop_write()
+        except Exception as exc:  # noqa: BLE001 - handed to whoever awaits the session
+            if not client._disconnected.done():
+                client._disconnected.set_exception(exc)
+
+    def on_register_write(
+        _paho: paho_mqtt.Client,
+        _userdata: Any,
+        sock: paho_mqtt.SocketLike,
+    ) -> None:
+        def register() -> None:
+            if paho.socket() is sock:
+                loop.add_writer(sock.fileno(), write)
+
+        loop.call_soon_threadsafe(register)
+
+    paho.on_socket_register_write = on_register_write
 
 
 def _close_socket(client: aiomqtt.Client) -> None:

@@ -613,3 +613,39 @@ async def test_cancellation_while_the_broker_does_not_answer() -> None:
             w.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_goodbye_queued_as_the_broker_dies_leaves_no_loop_error() -> None:
+    """The demo's Ctrl-C once ended with asyncio logging "Bad file descriptor" from
+    ``add_writer``: Ctrl-C stopped the broker too, and in one loop iteration the
+    publisher queued its DISCONNECT (paho asks for a writer through aiomqtt, which
+    registers it on the *next* iteration) and then the reader met the broker's
+    end-of-stream and closed the socket. The writer must not be registered on a socket
+    closed by then, nor on another socket that reused its number.
+
+    Staged exactly: the broker is killed while the loop is held, so the end-of-stream
+    is waiting; then the DISCONNECT is queued from a callback that runs before the
+    reader's in the same iteration (as a cancelled task's step did)."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        with Mosquitto() as m:
+            for _ in range(3):
+                pub = AiomqttPublisher(broker_for(m))
+                await pub.__aenter__()
+                assert pub._client is not None
+                paho = pub._client._client
+                m.kill()
+                time.sleep(0.2)  # noqa: ASYNC251 - hold the loop: the end-of-stream is now waiting
+                loop.call_soon(paho.disconnect)  # what aiomqtt's __aexit__ does
+                await asyncio.sleep(0)
+                await wait_until(lambda p=paho: p.socket() is None, 5, "the socket to close")
+                for _ in range(5):
+                    await asyncio.sleep(0)
+                await pub.__aexit__(None, None, None)
+                m.start()
+    finally:
+        loop.set_exception_handler(previous)
+    assert errors == [], [str(e.get("exception") or e.get("message")) for e in errors]
