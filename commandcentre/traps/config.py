@@ -201,6 +201,9 @@ class TrapsConfig:
     table: TrapTable
     # sender address -> (target name, the target's static labels)
     targets: Mapping[str, tuple[str, Labels]]
+    # targets given by host name, (name, host, labels): the receiver looks up their
+    # addresses itself (at start, on reload and every few minutes), off this path
+    named_targets: tuple[tuple[str, str, Labels], ...] = ()
 
 
 def build_traps(
@@ -284,11 +287,13 @@ def build_traps(
         )
     table = _load_table(spec, base_dir, shown, read_yaml, problems)
     by_address: dict[str, tuple[str, Labels]] = {}
+    named: list[tuple[str, str, Labels]] = []
     for name, host, labels in targets:
         try:
             address = str(ipaddress.ip_address(host))
         except ValueError:
-            continue  # a host name: senders are known by address only
+            named.append((name, host, labels))  # looked up by the receiver
+            continue
         by_address.setdefault(address, (name, labels))
     engine = (
         bytes.fromhex(spec.engine_id.replace(":", "").removeprefix("0x"))
@@ -300,6 +305,7 @@ def build_traps(
         credentials=Credentials(tuple(communities), tuple(users), engine),
         table=table,
         targets=by_address,
+        named_targets=tuple(named),
     )
 
 

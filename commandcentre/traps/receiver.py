@@ -10,6 +10,11 @@ scrape cannot delay the next datagram.
 
 Reloads keep the socket (and so no datagram is lost) when ``listen`` is
 unchanged; counters and trap states survive every reload.
+
+A sender is known as a target (and its traps carry the target's name and labels)
+by its source address: targets given by address directly, and targets given by
+host name through a lookup done beside the receiver at start, on reload and
+every ``_LOOKUP_EVERY`` seconds. A failed lookup keeps the addresses found before.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ _RATE_LOG_EVERY = 60.0
 _RECV_BUFFER = 4 * 1024 * 1024
 _INFORMS_REMEMBERED = 10_000
 _INFORM_REPEAT_WINDOW = 120.0  # seconds: longer than any sender's retry schedule
+_LOOKUP_EVERY = 300.0  # seconds between lookups of targets' host names
+_LOOKUP_TIMEOUT = 5.0
 
 
 def normalize_address(address: str) -> str:
@@ -92,6 +99,10 @@ class TrapService:
         # informs answered lately, by sender and request ID: a retransmission (our
         # answer was lost) is answered again but not counted, logged or alerted twice
         self._informs_seen: OrderedDict[tuple[Any, str, int], float] = OrderedDict()
+        # senders known from targets' host names: address -> (target, labels)
+        self._looked_up: dict[str, tuple[str, Labels]] = {}
+        self._lookup: asyncio.Task[None] | None = None
+        self._lookup_failing: set[str] = set()  # hosts whose failure was logged
         self.running = False
 
     # ------------------------------------------------------------------ config
@@ -127,6 +138,8 @@ class TrapService:
             self._later(self._rebind())
         if self.running and self._resend is None:
             self._resend = asyncio.create_task(self._resend_loop(), name="traps:resend")
+        if self.running and (old is None or old.named_targets != config.named_targets):
+            self._start_lookups()
         self._schedule_flush()
 
     def _later(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -154,6 +167,7 @@ class TrapService:
         if self._poster is not None:
             self._poster.start()
         self._resend = asyncio.create_task(self._resend_loop(), name="traps:resend")
+        self._start_lookups()
 
     async def stop(self) -> None:
         self.running = False
@@ -164,6 +178,7 @@ class TrapService:
 
     async def _close(self) -> None:
         await self._close_socket()
+        await self._stop_lookups()
         if self._resend is not None:
             self._resend.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -265,7 +280,7 @@ class TrapService:
     def handle(self, n: Notification, source: str) -> TrapEvent:
         """An accepted notification: count, log, move states, queue alerts."""
         assert self.config is not None
-        target, target_labels = self.config.targets.get(source, (None, ()))
+        target, target_labels = self._target(source)
         event = to_event(n, source, self.config.table, target)
         self.stats.record(event, n.version)
         log.info(
@@ -331,7 +346,7 @@ class TrapService:
         assert self.config is not None
         assert self.config.spec.alertmanager is not None
         am = self.config.spec.alertmanager
-        target, target_labels = self.config.targets.get(state.event.source, (None, ()))
+        target, target_labels = self._target(state.event.source)
         alerts = event_alerts(
             state.event,
             now,
@@ -347,17 +362,85 @@ class TrapService:
             )
         return alerts
 
+    # ------------------------------------------------------------------ senders by name
+
+    def _target(self, source: str) -> tuple[str | None, Labels]:
+        """The target a sender is, by address: literal addresses first."""
+        if self.config is None:
+            return None, ()
+        found = self.config.targets.get(source) or self._looked_up.get(source)
+        return found if found is not None else (None, ())
+
+    def _start_lookups(self) -> None:
+        old = self._lookup
+        if old is not None:
+            old.cancel()
+        named = self.config.named_targets if self.config is not None else ()
+        # until the new lookups end, keep what is known of the targets still named
+        kept = {(name, labels) for name, _, labels in named}
+        self._looked_up = {a: t for a, t in self._looked_up.items() if t in kept}
+        if not named:
+            self._lookup = None
+            return
+        self._lookup = asyncio.get_running_loop().create_task(
+            self._lookup_loop(named), name="traps:lookup"
+        )
+
+    async def _stop_lookups(self) -> None:
+        task, self._lookup = self._lookup, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _lookup_loop(self, named: tuple[tuple[str, str, Labels], ...]) -> None:
+        while True:
+            found = await self._look_up(named)
+            if self.config is not None and self.config.named_targets == named:
+                self._looked_up = found
+                self._schedule_flush()  # the senders' series gain their target labels
+            await asyncio.sleep(_LOOKUP_EVERY)
+
+    async def _look_up(
+        self, named: tuple[tuple[str, str, Labels], ...]
+    ) -> dict[str, tuple[str, Labels]]:
+        """Every address of every named target, in config order (the first target
+        named for an address wins). A host that fails keeps its earlier addresses."""
+        loop = asyncio.get_running_loop()
+        found: dict[str, tuple[str, Labels]] = {}
+        for name, host, labels in named:
+            try:
+                async with asyncio.timeout(_LOOKUP_TIMEOUT):
+                    infos = await loop.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+                addresses = {normalize_address(str(info[4][0])) for info in infos}
+            except (OSError, TimeoutError, UnicodeError) as e:
+                self.stats.sender_lookup_errors += 1
+                if host not in self._lookup_failing:
+                    self._lookup_failing.add(host)
+                    log.warning(
+                        "snmp_trap_sender_lookup_failed",
+                        target=name,
+                        host=host,
+                        error=str(e) or type(e).__name__,
+                    )
+                addresses = {a for a, (t, _) in self._looked_up.items() if t == name}
+            else:
+                if host in self._lookup_failing:
+                    self._lookup_failing.discard(host)
+                    log.info("snmp_trap_sender_lookup_recovered", target=name, host=host)
+            for address in sorted(addresses):
+                found.setdefault(address, (name, labels))
+        return found
+
     # ------------------------------------------------------------------ metrics
 
     def _labels_for(self, source: str) -> Labels:
-        if self.config is None:
-            return ()
-        target = self.config.targets.get(source)
+        target, labels = self._target(source)
         if target is None:
             return ()
         # a target label named like one of the trap metrics' own labels would clash
         own = {"source", "trap", "version", "subject", "severity", "reason", "url"}
-        return (("target", target[0]), *((k, v) for k, v in target[1] if k not in own))
+        return (("target", target), *((k, v) for k, v in labels if k not in own))
 
     def samples(self) -> list[Sample]:
         out = self.stats.samples(self._labels_for)

@@ -48,6 +48,7 @@ class TrapStats:
     states_refused: int = 0
     informs_answered: int = 0
     receiver_up: int = 0
+    sender_lookup_errors: int = 0
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
@@ -165,6 +166,15 @@ class TrapStats:
                 self.informs_answered,
                 "counter",
                 "InformRequests acknowledged with a Response.",
+            )
+        )
+        out.append(
+            Sample(
+                "commandcentre_snmp_traps_sender_lookup_errors_total",
+                (),
+                self.sender_lookup_errors,
+                "counter",
+                "Failed lookups of targets' host names, done to know their traps' senders.",
             )
         )
         return out

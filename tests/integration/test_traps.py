@@ -481,3 +481,47 @@ async def test_a_retransmitted_inform_is_answered_but_counted_once(
     assert response.pdu.type is PduType.RESPONSE
     metrics = await wait_for(url, "commandcentre_snmp_traps_informs_answered_total", 2)
     assert value(metrics, "commandcentre_snmp_traps_received_total", trap="linkUp") == 1
+
+
+async def test_a_target_given_by_host_name_is_known_as_the_sender(tmp_path: Path) -> None:
+    """Targets are usually configured by name (``ups-hall.example``, here
+    ``localhost``): its traps carry the target's name and labels, found by looking the
+    name up; a name that does not resolve is counted and logged once, and is no
+    reason to refuse the trap."""
+    need_net_snmp()
+    port = free_udp_port()
+    path = write_config(tmp_path, port)
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    hall = config["snmp"]["targets"][0]
+    hall["address"] = "localhost:9"
+    gone = {**hall, "name": "ups-gone", "address": "ups-gone.invalid:161", "labels": {}}
+    config["snmp"]["targets"].append(gone)
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    received = "commandcentre_snmp_traps_received_total"
+    with capture_logs() as logs:
+        async with running_daemon(path) as (d, url):
+            # the lookups run beside the receiver: wait until they are done
+            deadline = time.monotonic() + 15
+            while not d.traps._looked_up or not d.traps.stats.sender_lookup_errors:
+                assert time.monotonic() < deadline, "the host names were not looked up"
+                await asyncio.sleep(0.05)
+            rc, out = await run(
+                "snmptrap", "-v2c", "-c", SWITCH_COMMUNITY, f"127.0.0.1:{port}", "",
+                "1.3.6.1.6.3.1.1.5.3", f"{IF_INDEX}.3", "i", "3",
+            )  # fmt: skip
+            assert rc == 0, out
+            metrics = await wait_for(
+                url, "commandcentre_snmp_trap_state", 1, trap="linkDown", subject="ifIndex=3"
+            )
+            # a reload that drops the named target forgets its address
+            del config["snmp"]["targets"][0]
+            path.write_text(yaml.safe_dump(config), encoding="utf-8")
+            assert await d.reload() == []
+            after = await wait_for(url, received, 0, target="ups-hall")
+    where = {"source": "127.0.0.1", "target": "ups-hall", "site": "town-hall", "room": "basement"}
+    assert value(metrics, received, trap="linkDown", version="v2c", **where) == 1
+    assert value(metrics, "commandcentre_snmp_trap_state", trap="linkDown", **where) == 1
+    assert value(metrics, "commandcentre_snmp_traps_sender_lookup_errors_total") >= 1
+    failed = [e for e in logs if e["event"] == "snmp_trap_sender_lookup_failed"]
+    assert [(e["target"], e["host"]) for e in failed] == [("ups-gone", "ups-gone.invalid")]
+    assert value(after, received, trap="linkDown", version="v2c", source="127.0.0.1") == 1
