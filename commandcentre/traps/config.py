@@ -101,6 +101,10 @@ class RateLimitSpec(Strict):
     per_source: float = Field(default=50.0, gt=0)  # datagrams per second, sustained
     burst: int = Field(default=200, ge=1)
     max_sources: int = Field(default=10_000, ge=1)
+    # all senders together: a flood from many (or spoofed) addresses, each under its
+    # own limit, must not take the event loop (~40 µs of CPU per accepted trap)
+    all_sources: float = Field(default=2000.0, gt=0)
+    all_sources_burst: int = Field(default=10_000, ge=1)
 
 
 class BasicAuth(Strict):

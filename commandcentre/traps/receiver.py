@@ -2,7 +2,8 @@
 datagram goes through.
 
 Per datagram, in this order: the sender's rate limit (a dict lookup: a flood
-is refused before any decoding, HMAC or decryption), decoding and USM checks
+is refused before any decoding, HMAC or decryption), the limit of all senders
+together (a flood from many addresses), decoding and USM checks
 (``decode``), the sender's networks, the inform's answer, then the trap table,
 the counters and state gauges, one structured log event, and alerts queued for
 Alertmanager. Nothing on this path awaits: a slow Alertmanager or a busy
@@ -38,7 +39,7 @@ from commandcentre.traps.config import TrapsConfig, parse_trap_listen
 from commandcentre.traps.credentials import Credentials
 from commandcentre.traps.decode import Decoder, Verdict
 from commandcentre.traps.mapping import event_alerts, to_event
-from commandcentre.traps.ratelimit import RateLimiter
+from commandcentre.traps.ratelimit import RateLimiter, TokenBucket
 from commandcentre.traps.state import ActiveState, TrapStats
 from commandcentre.traps.types import Notification, TrapEvent, oid_text
 
@@ -90,6 +91,8 @@ class TrapService:
         self._decoder_factory = decoder_factory or (lambda c, old: Decoder(c, previous=old))
         self._decoder: Decoder | None = None
         self._limiter: RateLimiter | None = None
+        self._all_sources: TokenBucket | None = None
+        self._all_logged = -_RATE_LOG_EVERY
         self._poster: AlertmanagerPoster | None = None
         self._transport: asyncio.DatagramTransport | None = None
         self._flush_handle: asyncio.TimerHandle | None = None
@@ -124,6 +127,7 @@ class TrapService:
         rl = spec.rate_limit
         if old is None or old.spec.rate_limit != rl or self._limiter is None:
             self._limiter = RateLimiter(rl.per_source, rl.burst, rl.max_sources)
+            self._all_sources = TokenBucket(rl.all_sources, rl.all_sources_burst)
         if old is None or old.spec.alertmanager != spec.alertmanager:
             if self._poster is not None:
                 self._later(self._poster.stop())
@@ -226,12 +230,18 @@ class TrapService:
 
     def _datagram(self, data: bytes, addr: Any) -> None:
         config, limiter, decoder = self.config, self._limiter, self._decoder
-        if config is None or limiter is None or decoder is None:
+        all_sources = self._all_sources
+        if config is None or limiter is None or decoder is None or all_sources is None:
             return
         source = normalize_address(str(addr[0]))
         if not limiter.allow(source):
             self.stats.drop("rate_limited")
             self._log_rate_limited(source)
+            self._schedule_flush()
+            return
+        if not all_sources.take():
+            self.stats.drop("rate_limited_all_sources")
+            self._log_all_sources_limited(source)
             self._schedule_flush()
             return
         try:
@@ -328,6 +338,18 @@ class TrapService:
                 self._rate_logged.clear()
             self._rate_logged[source] = now
             log.warning("snmp_trap_rate_limited", source=source)
+
+    def _log_all_sources_limited(self, source: str) -> None:
+        now = time.monotonic()
+        if now - self._all_logged >= _RATE_LOG_EVERY:
+            self._all_logged = now
+            assert self._all_sources is not None
+            log.warning(
+                "snmp_trap_rate_limited_all_sources",
+                per_second=self._all_sources.rate,
+                burst=self._all_sources.burst,
+                example_source=source,
+            )
 
     # ------------------------------------------------------------------ alerts in effect
 

@@ -12,6 +12,7 @@ SnmpVersion = Literal["v1", "v2c", "v3"]
 # Why a datagram was dropped: the label values of commandcentre_snmp_traps_dropped_total.
 DROP_REASONS = (
     "rate_limited",
+    "rate_limited_all_sources",
     "malformed",
     "unsupported",
     "unknown_community",

@@ -406,6 +406,81 @@ async def test_flood_from_one_source_is_rate_limited(tmp_path: Path) -> None:
         assert d.ready
 
 
+MANY_FLOODERS = """
+import socket, sys, time
+port, senders, each = (int(a) for a in sys.argv[1:4])
+packet = bytes.fromhex(sys.argv[4])
+socks = []
+for i in range(senders):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((f"127.0.{1 + i // 250}.{1 + i % 250}", 0))  # all of 127/8 is loopback
+    socks.append(s)
+start = time.monotonic()
+for _ in range(each):
+    for s in socks:
+        s.sendto(packet, ("127.0.0.1", port))
+print(time.monotonic() - start)
+"""
+
+
+async def test_flood_from_many_sources_is_cut_by_the_limit_of_all_senders(
+    tmp_path: Path,
+) -> None:
+    """300 addresses, each well under its own limit, together send 30,000 traps as
+    fast as they can (a spoofed flood looks like this): the limit of all senders
+    together cuts them to its rate before decoding, and warns once."""
+    port = free_udp_port()
+    senders, each = 300, 100
+    rate, burst = 200.0, 100
+    config = write_config(
+        tmp_path,
+        port,
+        rate_limit={
+            "per_source": 1000,
+            "burst": 1000,
+            "all_sources": rate,
+            "all_sources_burst": burst,
+        },
+    )
+    packet = v2c_trap(SWITCH_COMMUNITY, (1, 3, 6, 1, 6, 3, 1, 1, 5, 3), 1)
+    async with running_daemon(config) as (d, url):
+        with capture_logs() as logs:
+            started = time.monotonic()
+            flood = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", MANY_FLOODERS, str(port), str(senders), str(each),
+                packet.hex(), stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, _ = await flood.communicate()
+            assert flood.returncode == 0
+            await asyncio.sleep(0.5)  # the socket's backlog read
+            elapsed = time.monotonic() - started
+        dropped = "commandcentre_snmp_traps_dropped_total"
+        metrics = await scrape(url)
+        deadline = time.monotonic() + 5
+        while value(metrics, dropped, reason="rate_limited_all_sources") == 0:
+            assert time.monotonic() < deadline, "nothing was cut by the limit of all senders"
+            await asyncio.sleep(0.1)
+            metrics = await scrape(url)
+        await asyncio.sleep(0.3)  # the store's refresh
+        metrics = await scrape(url)
+        accepted = sum(
+            v for (n, _), v in metrics.items() if n == "commandcentre_snmp_traps_received_total"
+        )
+        cut = value(metrics, dropped, reason="rate_limited_all_sources")
+        print(
+            f"\nflood from {senders} addresses: {senders * each} datagrams sent in "
+            f"{float(out):.3f} s; accepted {accepted:.0f}, cut by the all-senders limit "
+            f"{cut:.0f}, lost in the kernel's socket buffer {senders * each - accepted - cut:.0f}"
+        )
+        assert value(metrics, dropped, reason="rate_limited") == 0, "each sender was under its own"
+        assert accepted >= burst, "the burst passes"
+        assert accepted <= burst + rate * (elapsed + 1.0)
+        assert cut > 0
+        warned = [e for e in logs if e["event"] == "snmp_trap_rate_limited_all_sources"]
+        assert len(warned) == 1, "one warning a minute, not one per datagram"
+        assert d.ready
+
+
 async def test_reload_keeps_socket_and_states(tmp_path: Path) -> None:
     """A reload with the same listen address keeps the socket and the trap states;
     a new address rebinds, and the states still survive."""
