@@ -22,10 +22,12 @@ import base64
 import hashlib
 import hmac
 import secrets
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 
 import bcrypt
+import structlog
 from aiohttp import web
 
 from commandcentre.samples import Sample
@@ -35,6 +37,10 @@ UNAUTHENTICATED_PATHS = frozenset({"/-/healthy"})
 MAX_CACHED = 1024
 MAX_CONCURRENT_CHECKS = 2
 REALM = "commandcentre"
+_REFUSAL_LOG_EVERY = 60.0  # seconds, per client address
+_REFUSAL_LOG_ADDRESSES = 1024  # addresses remembered for that
+
+log = structlog.get_logger("commandcentre.http")
 
 # Checked against when the user is unknown, so an unknown user costs as much time
 # as a wrong password (no user enumeration by timing). Hash of a throwaway string.
@@ -104,15 +110,27 @@ def _sans(peercert: object) -> set[str]:
 
 
 class WebAuth:
-    """The aiohttp middleware that enforces the running web config."""
+    """The aiohttp middleware that enforces the running web config.
+
+    Refusals are counted by reason. Wrong credentials and refused certificates are
+    also logged (``http_request_refused``: the client's address, the reason, the
+    path), once a minute per address with the number refused meanwhile, so that
+    someone guessing passwords is seen without one line per guess. A request with
+    no credentials is not logged: it is how every browser starts. The user name
+    sent is never logged (people type passwords into it).
+    """
 
     def __init__(self, current: Callable[[], WebConfig | None]) -> None:
         self._current = current
         self.verifier = BasicAuthVerifier()
         self.refused = {"missing_credentials": 0, "wrong_credentials": 0, "certificate": 0}
+        # client address -> (when last logged, refusals not logged since)
+        self._logged: OrderedDict[str, tuple[float, int]] = OrderedDict()
 
-    def _refuse(self, reason: str) -> web.Response:
+    def _refuse(self, reason: str, request: web.Request) -> web.Response:
         self.refused[reason] += 1
+        if reason != "missing_credentials":
+            self._log_refusal(reason, request)
         if reason == "certificate":
             return web.Response(status=403, text="client certificate not allowed\n")
         return web.Response(
@@ -126,19 +144,37 @@ class WebAuth:
         if config.allowed_sans:
             peercert = request.transport.get_extra_info("peercert") if request.transport else None
             if not _sans(peercert) & config.allowed_sans:
-                return self._refuse("certificate")
+                return self._refuse("certificate", request)
         users = config.users
         if not users:
             return None
         header = request.headers.get("Authorization")
         if header is None:
-            return self._refuse("missing_credentials")
+            return self._refuse("missing_credentials", request)
         creds = parse_basic_auth(header)
         if creds is None:
-            return self._refuse("wrong_credentials")
+            return self._refuse("wrong_credentials", request)
         if not await self.verifier.verify(users, *creds):
-            return self._refuse("wrong_credentials")
+            return self._refuse("wrong_credentials", request)
         return None
+
+    def _log_refusal(self, reason: str, request: web.Request) -> None:
+        remote = request.remote or "unknown"
+        now = time.monotonic()
+        last, unlogged = self._logged.pop(remote, (now - _REFUSAL_LOG_EVERY, 0))
+        if now - last < _REFUSAL_LOG_EVERY:
+            self._logged[remote] = (last, unlogged + 1)
+            return
+        self._logged[remote] = (now, 0)
+        while len(self._logged) > _REFUSAL_LOG_ADDRESSES:
+            self._logged.popitem(last=False)
+        log.warning(
+            "http_request_refused",
+            remote=remote,
+            reason=reason,
+            path=request.path[:200],
+            refused_unlogged_since=unlogged,
+        )
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -15,6 +15,7 @@ import sys
 import time
 import warnings
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from structlog.testing import capture_logs
 
 from commandcentre.daemon import Daemon
 from commandcentre.webconfig import WebConfigWatcher, load_web_config
@@ -119,9 +121,11 @@ def https(base: str) -> str:
     return base.replace("http://", "https://")
 
 
-def start(tmp_path: Path, web_path: Path, **options: Any) -> Any:
+def start(
+    tmp_path: Path, web_path: Path, *, enable_lifecycle: bool = False
+) -> AbstractAsyncContextManager[tuple[Daemon, str]]:
     watcher = WebConfigWatcher(load_web_config(web_path), poll_seconds=POLL)
-    return running_daemon(daemon_config(tmp_path), web=watcher, **options)
+    return running_daemon(daemon_config(tmp_path), web=watcher, enable_lifecycle=enable_lifecycle)
 
 
 def metric(text: str, line_start: str) -> float:
@@ -147,16 +151,25 @@ async def test_tls_with_basic_auth_guards_every_endpoint_but_healthy(tmp_path: P
     daemon: Daemon
     async with start(tmp_path, web) as (daemon, base):
         url = https(base)
-        for path in ("/metrics", "/", "/snmp?target=x", "/-/ready", "/no-such-page"):
-            r = await request(url + path, ctx=ctx)
-            assert r.status == 401, path
-            assert r.headers["WWW-Authenticate"].startswith('Basic realm="commandcentre"')
-            assert "default-src 'none'" in r.headers["Content-Security-Policy"]
-            assert r.headers["Strict-Transport-Security"] == "max-age=31536000"
-            r = await request(url + path, ctx=ctx, auth=(USER, "wrong password"))
-            assert r.status == 401, path
-            r = await request(url + path, ctx=ctx, auth=("nobody", PASSWORD))
-            assert r.status == 401, path
+        with capture_logs() as logs:
+            for path in ("/metrics", "/", "/snmp?target=x", "/-/ready", "/no-such-page"):
+                r = await request(url + path, ctx=ctx)
+                assert r.status == 401, path
+                assert r.headers["WWW-Authenticate"].startswith('Basic realm="commandcentre"')
+                assert "default-src 'none'" in r.headers["Content-Security-Policy"]
+                assert r.headers["Strict-Transport-Security"] == "max-age=31536000"
+                r = await request(url + path, ctx=ctx, auth=(USER, "wrong password"))
+                assert r.status == 401, path
+                r = await request(url + path, ctx=ctx, auth=("nobody", PASSWORD))
+                assert r.status == 401, path
+        # ten wrong guesses from one address: one warning, not ten, and without the
+        # user name or password sent (none of the five requests without any)
+        refused = [e for e in logs if e["event"] == "http_request_refused"]
+        assert [(e["remote"], e["reason"], e["path"]) for e in refused] == [
+            ("127.0.0.1", "wrong_credentials", "/metrics")
+        ]
+        assert "wrong password" not in str(logs)
+        assert "nobody" not in str(logs)
         healthy = await request(url + "/-/healthy", ctx=ctx)
         assert (healthy.status, healthy.text) == (200, "Healthy.\n")
 
