@@ -63,13 +63,35 @@ class _Endpoint:
 
 
 class AlertmanagerPoster:
+    """A bounded queue and a task per URL.
+
+    ``previous``: the poster this one replaces on a reload. For every URL both have,
+    its queue (alerts not delivered yet, Alertmanager being down, say) and counters
+    carry over; the previous poster's tasks, once stopped, put a batch they were
+    posting back in front of that queue.
+    """
+
     def __init__(
-        self, spec: AlertmanagerSpec, on_change: Callable[[], None] = lambda: None
+        self,
+        spec: AlertmanagerSpec,
+        on_change: Callable[[], None] = lambda: None,
+        previous: AlertmanagerPoster | None = None,
     ) -> None:
         self.spec = spec
         self._on_change = on_change  # counters moved: the owner refreshes its samples
         self._session: aiohttp.ClientSession | None = None
-        self._endpoints = [_Endpoint(u, deque()) for u in spec.urls]
+        before = {ep.url: ep for ep in previous._endpoints} if previous is not None else {}
+        self._endpoints: list[_Endpoint] = []
+        for url in spec.urls:
+            old = before.get(url)
+            ep = _Endpoint(url, deque())
+            if old is not None:
+                ep.queue, ep.posted = old.queue, old.posted
+                ep.dropped, ep.failing = old.dropped, old.failing
+                while len(ep.queue) > spec.queue_size:
+                    ep.queue.popleft()
+                    ep.dropped += 1
+            self._endpoints.append(ep)
 
     def start(self) -> None:
         for ep in self._endpoints:
@@ -124,7 +146,13 @@ class AlertmanagerPoster:
                 ep.wake.clear()
                 await ep.wake.wait()
             batch = [ep.queue.popleft() for _ in range(min(_BATCH, len(ep.queue)))]
-            error = await self._post(ep.url, batch)
+            try:
+                error = await self._post(ep.url, batch)
+            except asyncio.CancelledError:
+                # stopped mid-post: a successor (a reload's) posts them again; a
+                # duplicate is harmless to Alertmanager, a lost alert is not
+                ep.queue.extendleft(reversed(batch))
+                raise
             self._on_change()
             if error is None:
                 ep.posted["success"] += 1

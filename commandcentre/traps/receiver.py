@@ -129,10 +129,11 @@ class TrapService:
             self._limiter = RateLimiter(rl.per_source, rl.burst, rl.max_sources)
             self._all_sources = TokenBucket(rl.all_sources, rl.all_sources_burst)
         if old is None or old.spec.alertmanager != spec.alertmanager:
-            if self._poster is not None:
-                self._later(self._poster.stop())
+            previous = self._poster
+            if previous is not None:
+                self._later(previous.stop())
             self._poster = (
-                AlertmanagerPoster(spec.alertmanager, self._schedule_flush)
+                AlertmanagerPoster(spec.alertmanager, self._schedule_flush, previous)
                 if spec.alertmanager is not None
                 else None
             )

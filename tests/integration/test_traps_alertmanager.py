@@ -303,3 +303,45 @@ async def test_posts_are_retried_until_alertmanager_is_up(tmp_path: Path) -> Non
             while posts("success") == 0:
                 assert time.monotonic() < deadline, "the post that delivered it is not counted"
                 await asyncio.sleep(0.02)
+
+
+async def test_alerts_waiting_for_alertmanager_survive_a_reload(tmp_path: Path) -> None:
+    """Alertmanager down, an alert waiting for it, and a reload that changes the
+    Alertmanager settings but keeps its URL: the waiting alert is delivered once
+    Alertmanager is up, and the post counters go on rather than start again."""
+    need_net_snmp()
+    am_port = free_tcp_port()
+    port = free_udp_port()
+    url = f"http://127.0.0.1:{am_port}"
+    config = write_config(tmp_path, port, alertmanager={"urls": [url]})
+    async with running_daemon(config) as (daemon, _):
+        rc, out = await run(
+            "snmptrap", "-v1", "-c", UPS_COMMUNITY, f"127.0.0.1:{port}", "1.3.6.1.4.1.318",
+            "127.0.0.1", "6", "3", "", MTRAPARGS_STRING_0, "s", "UPS: Failed self-test.",
+        )  # fmt: skip
+        assert rc == 0, out
+        before = daemon.traps._poster
+        assert before is not None
+
+        def failures() -> float:
+            poster = daemon.traps._poster
+            assert poster is not None
+            return sum(
+                s.value
+                for s in poster.samples()
+                if s.name.endswith("_posts_total") and ("result", "failure") in s.labels
+            )
+
+        deadline = time.monotonic() + 10
+        while failures() == 0:
+            assert time.monotonic() < deadline, "no failed post"
+            await asyncio.sleep(0.05)
+        failed = failures()
+        write_config(tmp_path, port, alertmanager={"urls": [url], "resend_interval": "2m"})
+        assert await daemon.reload() == []
+        assert daemon.traps._poster is not before, "the reload made a new poster"
+        assert failures() >= failed
+        with alertmanager(tmp_path / "am", port=am_port):
+            alert = await wait_alert(url, "upsDiagnosticsFailed", present=True, limit=40)
+            assert alert is not None
+            assert alert["labels"]["target"] == "ups-hall"
