@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,11 @@ def reloads(m: Metrics) -> float:
     return sum(v for _, v in values(m, "commandcentre_config_reloads_total"))
 
 
+def reloads_above(count: float) -> Callable[[Metrics], bool]:
+    """A check for ``wait_for_metrics``: more reloads than ``count`` have been counted."""
+    return lambda m: reloads(m) > count
+
+
 def generation(m: Metrics) -> str | None:
     found = values(m, "commandcentre_snmp_up", target="changing")
     return found[0][0].get("generation") if len(found) == 1 else None
@@ -147,7 +152,7 @@ async def test_reload_storm_ends_on_the_last_valid_config_and_loses_no_series(
                     write_broken(path, snmpd, i // 2)
                 daemon.signal(signal.SIGHUP)
                 m = await wait_for_metrics(
-                    session, daemon.base, lambda m, b=before: reloads(m) > b, f"reload {i}"
+                    session, daemon.base, reloads_above(before), f"reload {i}"
                 )
                 assert value(m, "commandcentre_config_last_reload_successful") == int(ok), i
                 assert generation(m) == str(last_valid), (i, generation(m))
@@ -176,7 +181,7 @@ async def test_reload_storm_ends_on_the_last_valid_config_and_loses_no_series(
             before = reloads(m)
             daemon.signal(signal.SIGHUP)
             m = await wait_for_metrics(
-                session, daemon.base, lambda m: reloads(m) > before, "the final broken reload"
+                session, daemon.base, reloads_above(before), "the final broken reload"
             )
             assert value(m, "commandcentre_config_last_reload_successful") == 0
             await asyncio.sleep(1.5)  # polls go on under the refused config

@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, cast
 
-from pyasn1.codec.ber import decoder
+from pyasn1.codec.ber import decoder  # type: ignore[import-untyped]  # pyasn1: no stubs
 from pysnmp.proto import api
 
 Addr = tuple[str | Any, int]
@@ -66,8 +66,7 @@ class UdpRelay(asyncio.DatagramProtocol):
         transport, _ = await loop.create_datagram_endpoint(
             lambda: self, local_addr=("127.0.0.1", 0)
         )
-        # (3.11's selector datagram transport does not subclass DatagramTransport)
-        self.transport = cast(asyncio.DatagramTransport, transport)
+        self.transport = transport
         self.port = int(transport.get_extra_info("sockname")[1])
         return self
 

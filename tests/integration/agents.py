@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from pyasn1.codec.ber import decoder, encoder
+from pyasn1.codec.ber import decoder, encoder  # type: ignore[import-untyped]  # pyasn1: no stubs
 from pysnmp.proto import api
 
 from commandcentre.demo import simulated_devices

@@ -7,20 +7,24 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from commandcentre.config import load_config
 from commandcentre.daemon import Daemon
+from commandcentre.webconfig import WebConfigWatcher
 
 
 @contextlib.asynccontextmanager
 async def running_daemon(
-    config_path: Path, ready_within: float = 10.0, **options: Any
+    config_path: Path,
+    ready_within: float = 10.0,
+    *,
+    web: WebConfigWatcher | None = None,
+    enable_lifecycle: bool = False,
 ) -> AsyncIterator[tuple[Daemon, str]]:
     """The daemon on the test's event loop, ready, with its base URL; on exit it is
-    asked to stop and must exit 0 (a clean SIGTERM path) within 15 s. ``options`` go to
-    ``Daemon`` (``web=``, ``enable_lifecycle=``)."""
-    daemon = Daemon(load_config(config_path), **options)
+    asked to stop and must exit 0 (a clean SIGTERM path) within 15 s. ``web`` and
+    ``enable_lifecycle`` go to ``Daemon`` (spelt out, so a misspelt option is a type error)."""
+    daemon = Daemon(load_config(config_path), web=web, enable_lifecycle=enable_lifecycle)
     task = asyncio.create_task(daemon.run())
     try:
         deadline = time.monotonic() + ready_within

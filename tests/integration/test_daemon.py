@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import pytest
@@ -116,13 +116,21 @@ class Running:
         return self.daemon.poller.states.get((target, module))
 
 
+class StartDaemon(Protocol):
+    """What the ``run_daemon`` fixture hands a test: start the daemon on a config."""
+
+    async def __call__(self, config_path: Path, *, enable_lifecycle: bool = False) -> Running: ...
+
+
 @pytest.fixture
-async def run_daemon() -> AsyncIterator[Callable[[Path], Any]]:
+async def run_daemon() -> AsyncIterator[StartDaemon]:
     async with AsyncExitStack() as stack:
         session = await stack.enter_async_context(aiohttp.ClientSession())
 
-        async def start(config_path: Path, **options: Any) -> Running:
-            daemon, base = await stack.enter_async_context(running_daemon(config_path, **options))
+        async def start(config_path: Path, *, enable_lifecycle: bool = False) -> Running:
+            daemon, base = await stack.enter_async_context(
+                running_daemon(config_path, enable_lifecycle=enable_lifecycle)
+            )
             return Running(daemon, base, session)
 
         yield start
@@ -136,7 +144,7 @@ def series(
 
 
 async def test_polls_v2c_and_v3_and_exposes_snmp_exporter_metrics(
-    tmp_path: Path, snmpd: AgentProcess, run_daemon: Callable[[Path], Any]
+    tmp_path: Path, snmpd: AgentProcess, run_daemon: StartDaemon
 ) -> None:
     addr = f"127.0.0.1:{snmpd.port}"
     cfg = write_config(
@@ -195,7 +203,7 @@ async def test_polls_v2c_and_v3_and_exposes_snmp_exporter_metrics(
 
 
 async def test_dead_and_slow_targets_do_not_delay_a_healthy_one(
-    tmp_path: Path, snmpd: AgentProcess, run_daemon: Callable[[Path], Any]
+    tmp_path: Path, snmpd: AgentProcess, run_daemon: StartDaemon
 ) -> None:
     async with (
         HostileAgent(HostileMode.SLOW, delay=5.0) as slow,
@@ -247,12 +255,12 @@ async def test_dead_and_slow_targets_do_not_delay_a_healthy_one(
             series(m, "commandcentre_snmp_errors_total", target=name, reason=r)[0]
             for r in ("timeout", "budget")
         )
-        polls = series(m, "commandcentre_snmp_polls_total", target=name)[0]
-        assert failed == polls >= 3, (name, failed, polls)
+        polled = series(m, "commandcentre_snmp_polls_total", target=name)[0]
+        assert failed == polled >= 3, (name, failed, polled)
 
 
 async def test_wrong_credentials_report_their_reason(
-    tmp_path: Path, snmpd: AgentProcess, run_daemon: Callable[[Path], Any]
+    tmp_path: Path, snmpd: AgentProcess, run_daemon: StartDaemon
 ) -> None:
     addr = f"127.0.0.1:{snmpd.port}"
     cfg = write_config(
@@ -282,7 +290,7 @@ async def test_wrong_credentials_report_their_reason(
 
 
 async def test_stale_samples_dropped_after_failed_polls_but_up_stays(
-    tmp_path: Path, run_daemon: Callable[[Path], Any]
+    tmp_path: Path, run_daemon: StartDaemon
 ) -> None:
     with run_snmpd() as agent:
         cfg = write_config(
@@ -310,7 +318,7 @@ async def test_stale_samples_dropped_after_failed_polls_but_up_stays(
 
 
 async def test_reload_adds_removes_keeps_unchanged_and_survives_a_bad_config(
-    tmp_path: Path, snmpd: AgentProcess, run_daemon: Callable[[Path], Any]
+    tmp_path: Path, snmpd: AgentProcess, run_daemon: StartDaemon
 ) -> None:
     addr = f"127.0.0.1:{snmpd.port}"
     path = tmp_path / "c.yml"
@@ -376,7 +384,7 @@ async def test_reload_adds_removes_keeps_unchanged_and_survives_a_bad_config(
 
 
 async def test_snmp_probe_endpoint_has_snmp_exporter_semantics_and_refuses_unknowns(
-    tmp_path: Path, snmpd: AgentProcess, run_daemon: Callable[[Path], Any]
+    tmp_path: Path, snmpd: AgentProcess, run_daemon: StartDaemon
 ) -> None:
     addr = f"127.0.0.1:{snmpd.port}"
     cfg = write_config(
@@ -423,7 +431,7 @@ async def test_snmp_probe_endpoint_has_snmp_exporter_semantics_and_refuses_unkno
 
 
 async def test_status_page_escapes_untrusted_text(
-    tmp_path: Path, snmpd: AgentProcess, run_daemon: Callable[[Path], Any]
+    tmp_path: Path, snmpd: AgentProcess, run_daemon: StartDaemon
 ) -> None:
     evil = "<script>alert(1)</script>"
     cfg = write_config(
@@ -505,7 +513,7 @@ HOSTILE_REASONS: dict[HostileMode, set[str]] = {
 
 
 async def test_hostile_replies_are_counted_by_reason_logged_once_and_bounded(
-    tmp_path: Path, snmpd: AgentProcess, run_daemon: Callable[[Path], Any]
+    tmp_path: Path, snmpd: AgentProcess, run_daemon: StartDaemon
 ) -> None:
     from structlog.testing import capture_logs
 
@@ -513,7 +521,7 @@ async def test_hostile_replies_are_counted_by_reason_logged_once_and_bounded(
         agents = {
             mode: await stack.enter_async_context(HostileAgent(mode)) for mode in HOSTILE_REASONS
         }
-        targets = [
+        targets: list[dict[str, Any]] = [
             {"name": mode.value, "address": f"127.0.0.1:{a.port}", "auth": "v2"}
             for mode, a in agents.items()
         ]

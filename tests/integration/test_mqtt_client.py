@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho_mqtt
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -98,6 +99,11 @@ async def wait_until(cond: Callable[[], bool], limit: float, what: str) -> float
             pytest.fail(f"timed out after {limit} s waiting for {what}")
         await asyncio.sleep(0.005)
     return time.monotonic() - start
+
+
+def socket_closed(client: paho_mqtt.Client) -> Callable[[], bool]:
+    """A condition for ``wait_until`` bound to this client (not to a loop variable)."""
+    return lambda: client.socket() is None
 
 
 async def connected(conn: AiomqttConnection, limit: float = 5.0) -> None:
@@ -233,11 +239,15 @@ async def test_every_qos_large_payloads_and_v5_properties_arrive_intact(
                     await pub.publish(f"{base}/q{i % 3}", payload, qos=i % 3)
                     sent.append((f"{base}/q{i % 3}", payload))
             if protocol == "5":
-                props = Properties(PacketTypes.PUBLISH)
+                # (paho's Properties has no annotations)
+                props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
                 props.UserProperty = [("origin", "x" * 300)]
                 props.ContentType = "application/json"
                 client = aiomqtt.Client(
-                    b.host, b.port, protocol=aiomqtt.ProtocolVersion.V5, identifier="cc-props"
+                    b.host,
+                    b.effective_port,
+                    protocol=aiomqtt.ProtocolVersion.V5,
+                    identifier="cc-props",
                 )
                 async with client:
                     for qos in (0, 1, 2):
@@ -292,7 +302,7 @@ async def test_a_v5_disconnect_from_the_broker_ends_the_session_and_it_reconnect
     async with running(conn):
         await connected(conn)
         thief = aiomqtt.Client(
-            b.host, b.port, protocol=aiomqtt.ProtocolVersion.V5, identifier=base[-12:]
+            b.host, b.effective_port, protocol=aiomqtt.ProtocolVersion.V5, identifier=base[-12:]
         )
         # (our reconnect may take the id back before the thief says goodbye)
         with contextlib.suppress(aiomqtt.MqttError):
@@ -641,7 +651,7 @@ async def test_a_goodbye_queued_as_the_broker_dies_leaves_no_loop_error() -> Non
                 time.sleep(0.2)  # noqa: ASYNC251 - hold the loop: the end-of-stream is now waiting
                 loop.call_soon(paho.disconnect)  # what aiomqtt's __aexit__ does
                 await asyncio.sleep(0)
-                await wait_until(lambda p=paho: p.socket() is None, 5, "the socket to close")
+                await wait_until(socket_closed(paho), 5, "the socket to close")
                 for _ in range(5):
                     await asyncio.sleep(0)
                 await pub.__aexit__(None, None, None)

@@ -59,14 +59,15 @@ def udp(agent: AgentProcess | HostileAgent) -> Endpoint:
     return Endpoint("udp", agent.host, agent.port)
 
 
-CLIENTS: dict[str, type[PysnmpClient] | type[FastSnmpClient]] = {
+AnyClient = PysnmpClient | FastSnmpClient
+CLIENTS: dict[str, type[AnyClient]] = {
     "pysnmp": PysnmpClient,
     "fast": FastSnmpClient,
 }
 
 
 @pytest.fixture(params=list(CLIENTS))
-async def client(request: pytest.FixtureRequest) -> AsyncIterator[PysnmpClient]:
+async def client(request: pytest.FixtureRequest) -> AsyncIterator[AnyClient]:
     c = CLIENTS[request.param]()
     yield c
     await c.close()
@@ -98,7 +99,7 @@ def netsnmp_walk(agent: AgentProcess, root: Oid, version: str = "2c") -> list[Oi
 
 @pytest.mark.parametrize(("auth", "version"), [(V2, "2c"), (V1, "1")], ids=["v2c", "v1"])
 async def test_get_and_walk_match_net_snmp(
-    client: PysnmpClient, snmpd_agent: AgentProcess, auth: Auth, version: str
+    client: AnyClient, snmpd_agent: AgentProcess, auth: Auth, version: str
 ) -> None:
     got = await client.get(udp(snmpd_agent), auth, [SYS_DESCR, SYS_UPTIME], FAST)
     assert [vb.oid for vb in got] == [SYS_DESCR, SYS_UPTIME]
@@ -120,9 +121,7 @@ async def test_get_and_walk_match_net_snmp(
     assert by_column[10] is SnmpType.COUNTER32
 
 
-async def test_walk_is_bounded_to_its_subtree(
-    client: PysnmpClient, snmpd_agent: AgentProcess
-) -> None:
+async def test_walk_is_bounded_to_its_subtree(client: AnyClient, snmpd_agent: AgentProcess) -> None:
     # sysORTable's sibling subtrees follow directly: a bulk of 25 overshoots the
     # subtree, and the client must drop what lies beyond it.
     root = (*SYSTEM, 4)  # sysContact: one instance, then sysName, sysLocation, ...
@@ -131,14 +130,14 @@ async def test_walk_is_bounded_to_its_subtree(
 
 
 async def test_walk_of_an_instance_returns_the_instance(
-    client: PysnmpClient, snmpd_agent: AgentProcess
+    client: AnyClient, snmpd_agent: AgentProcess
 ) -> None:
     walked = await client.walk(udp(snmpd_agent), V2, SYS_UPTIME, FAST)
     assert [vb.oid for vb in walked] == [SYS_UPTIME]
 
 
 async def test_get_returns_exception_values_as_varbinds(
-    client: PysnmpClient, snmpd_agent: AgentProcess
+    client: AnyClient, snmpd_agent: AgentProcess
 ) -> None:
     missing = (*SYSTEM, 99, 0)
     got = await client.get(udp(snmpd_agent), V2, [SYS_UPTIME, missing], FAST)
@@ -148,7 +147,7 @@ async def test_get_returns_exception_values_as_varbinds(
 
 
 async def test_v1_get_of_a_missing_oid_is_an_agent_error(
-    client: PysnmpClient, snmpd_agent: AgentProcess
+    client: AnyClient, snmpd_agent: AgentProcess
 ) -> None:
     with pytest.raises(SnmpError) as e:
         await client.get(udp(snmpd_agent), V1, [SYS_UPTIME, (*SYSTEM, 99, 0)], FAST)
@@ -157,7 +156,7 @@ async def test_v1_get_of_a_missing_oid_is_an_agent_error(
 
 
 async def test_get_splits_many_oids_into_several_pdus(
-    client: PysnmpClient, snmpd_agent: AgentProcess
+    client: AnyClient, snmpd_agent: AgentProcess
 ) -> None:
     oids = [(*IF_TABLE, 1, col, 1) for col in range(1, 23)] * 7  # 154 OIDs > 60 per PDU
     got = await client.get(udp(snmpd_agent), V2, oids, FAST)
@@ -168,7 +167,7 @@ async def test_get_splits_many_oids_into_several_pdus(
 
 
 @pytest.mark.parametrize("user", list(SNMPD_USERS))
-async def test_v3_get_and_walk(client: PysnmpClient, snmpd_agent: AgentProcess, user: str) -> None:
+async def test_v3_get_and_walk(client: AnyClient, snmpd_agent: AgentProcess, user: str) -> None:
     auth = v3(user)
     got = await client.get(udp(snmpd_agent), auth, [SYS_DESCR], FAST)
     assert got[0].type is SnmpType.OCTET_STRING
@@ -199,7 +198,7 @@ async def test_v3_get_and_walk(client: PysnmpClient, snmpd_agent: AgentProcess, 
     ids=["wrong-auth-key", "wrong-md5-key", "unknown-user", "level-too-high", "wrong-priv-key"],
 )
 async def test_v3_bad_credentials(
-    client: PysnmpClient, snmpd_agent: AgentProcess, auth: Auth, reason: ErrorReason
+    client: AnyClient, snmpd_agent: AgentProcess, auth: Auth, reason: ErrorReason
 ) -> None:
     started = time.monotonic()
     with pytest.raises(SnmpError) as e:
@@ -211,7 +210,7 @@ async def test_v3_bad_credentials(
 
 
 async def test_same_v3_user_with_different_keys_does_not_interfere(
-    client: PysnmpClient, snmpd_agent: AgentProcess
+    client: AnyClient, snmpd_agent: AgentProcess
 ) -> None:
     good, bad = v3("shaaes"), v3("shaaes", password="wrong-auth-pass")
     results = await asyncio.gather(
@@ -226,7 +225,7 @@ async def test_same_v3_user_with_different_keys_does_not_interfere(
 
 
 async def test_wrong_community_times_out_quickly(
-    client: PysnmpClient, snmpd_agent: AgentProcess
+    client: AnyClient, snmpd_agent: AgentProcess
 ) -> None:
     started = time.monotonic()
     with pytest.raises(SnmpError) as e:
@@ -241,7 +240,7 @@ async def test_wrong_community_times_out_quickly(
     assert "not-the-community" not in str(e.value)
 
 
-async def test_dead_port_times_out(client: PysnmpClient) -> None:
+async def test_dead_port_times_out(client: AnyClient) -> None:
     started = time.monotonic()
     with pytest.raises(SnmpError) as e:
         await client.walk(Endpoint("udp", "127.0.0.1", free_udp_port()), V2, IF_TABLE, QUICK)
@@ -249,13 +248,13 @@ async def test_dead_port_times_out(client: PysnmpClient) -> None:
     assert time.monotonic() - started < 1.2
 
 
-async def test_unresolvable_name_is_a_transport_error(client: PysnmpClient) -> None:
+async def test_unresolvable_name_is_a_transport_error(client: AnyClient) -> None:
     with pytest.raises(SnmpError) as e:
         await client.get(Endpoint("udp", "no-such-host.invalid", 161), V2, [SYS_DESCR], QUICK)
     assert e.value.reason is ErrorReason.TRANSPORT
 
 
-async def test_tcp_is_refused_clearly(client: PysnmpClient, snmpd_agent: AgentProcess) -> None:
+async def test_tcp_is_refused_clearly(client: AnyClient, snmpd_agent: AgentProcess) -> None:
     assert snmpd_agent.tcp_port is not None
     with pytest.raises(SnmpError) as e:
         await client.get(Endpoint("tcp", "127.0.0.1", snmpd_agent.tcp_port), V2, [SYS_DESCR], FAST)
@@ -283,7 +282,7 @@ async def test_tcp_is_refused_clearly(client: PysnmpClient, snmpd_agent: AgentPr
 )
 @pytest.mark.parametrize("auth", [V2, V1], ids=["v2c", "v1"])
 async def test_hostile_get(
-    client: PysnmpClient, hostile: HostileAgent, auth: Auth, mode: HostileMode, reason: ErrorReason
+    client: AnyClient, hostile: HostileAgent, auth: Auth, mode: HostileMode, reason: ErrorReason
 ) -> None:
     hostile.mode = mode
     hostile.delay = 1.0  # SLOW: after the last retry gave up
@@ -302,9 +301,7 @@ async def test_hostile_get(
         assert hostile.requests == QUICK.retries + 1  # it retried, then gave up
 
 
-async def test_hostile_correct_answer_is_accepted(
-    client: PysnmpClient, hostile: HostileAgent
-) -> None:
+async def test_hostile_correct_answer_is_accepted(client: AnyClient, hostile: HostileAgent) -> None:
     """The control case: the hostile agent's plumbing itself is sound."""
     hostile.mode = HostileMode.CORRECT
     got = await client.get(udp(hostile), V2, [SYS_DESCR], QUICK)
@@ -315,7 +312,7 @@ async def test_hostile_correct_answer_is_accepted(
 
 @pytest.mark.parametrize("auth", [V2, V1], ids=["v2c-bulk", "v1-next"])
 async def test_hostile_walk_going_backwards(
-    client: PysnmpClient, hostile: HostileAgent, auth: Auth
+    client: AnyClient, hostile: HostileAgent, auth: Auth
 ) -> None:
     hostile.mode = HostileMode.BACKWARDS
     root = (1, 3, 6, 1, 4, 1, 99999)
@@ -330,7 +327,7 @@ async def test_hostile_walk_going_backwards(
     assert e.value.reason is ErrorReason.WALK_TOO_LONG
 
 
-async def test_hostile_endless_walk_is_capped(client: PysnmpClient, hostile: HostileAgent) -> None:
+async def test_hostile_endless_walk_is_capped(client: AnyClient, hostile: HostileAgent) -> None:
     hostile.mode = HostileMode.ENDLESS
     opts = RequestOptions(timeout=0.3, retries=1, max_repetitions=10, max_varbinds=500)
     started = time.monotonic()
@@ -342,7 +339,7 @@ async def test_hostile_endless_walk_is_capped(client: PysnmpClient, hostile: Hos
     assert time.monotonic() - started < 3
 
 
-async def test_hostile_walk_error_status(client: PysnmpClient, hostile: HostileAgent) -> None:
+async def test_hostile_walk_error_status(client: AnyClient, hostile: HostileAgent) -> None:
     hostile.mode = HostileMode.GEN_ERR
     with pytest.raises(SnmpError) as e:
         await client.walk(udp(hostile), V2, (1, 3, 6, 1, 4, 1, 99999), QUICK)
@@ -350,7 +347,7 @@ async def test_hostile_walk_error_status(client: PysnmpClient, hostile: HostileA
 
 
 async def test_decode_error_is_attributed_to_the_peer_only(
-    client: PysnmpClient, hostile: HostileAgent
+    client: AnyClient, hostile: HostileAgent
 ) -> None:
     """Garbage from one agent must not turn another agent's timeout into DECODE."""
     hostile.mode = HostileMode.GARBAGE
@@ -367,7 +364,7 @@ async def test_decode_error_is_attributed_to_the_peer_only(
 # --------------------------------------------------------------------------- load and lifecycle
 
 
-async def test_fifty_concurrent_walks(client: PysnmpClient, snmpd_agent: AgentProcess) -> None:
+async def test_fifty_concurrent_walks(client: AnyClient, snmpd_agent: AgentProcess) -> None:
     expected = netsnmp_walk(snmpd_agent, IF_TABLE)
     auths = [V2, V1, v3("shaaes"), v3("sha256aes256"), v3("md5only")]
     results = await asyncio.gather(
@@ -378,7 +375,7 @@ async def test_fifty_concurrent_walks(client: PysnmpClient, snmpd_agent: AgentPr
 
 @pytest.mark.parametrize("client_cls", list(CLIENTS.values()), ids=list(CLIENTS))
 async def test_close_releases_the_socket(
-    snmpd_agent: AgentProcess, client_cls: type[PysnmpClient]
+    snmpd_agent: AgentProcess, client_cls: type[AnyClient]
 ) -> None:
     def sockets() -> set[str]:
         found = set()
@@ -425,7 +422,7 @@ TYPES_SNMPREC = """\
     importlib.util.find_spec("pysmi") is None,
     reason="snmpsim 1.2 imports pysmi but does not declare it: install pysmi to run snmpsim",
 )
-async def test_value_types_from_snmpsim(client: PysnmpClient, tmp_path: Path) -> None:
+async def test_value_types_from_snmpsim(client: AnyClient, tmp_path: Path) -> None:
     (tmp_path / "types.snmprec").write_text(TYPES_SNMPREC)
     with run_snmpsim(tmp_path, probe_community="types") as sim:
         auth = Auth(version=2, community=Secret("types"))

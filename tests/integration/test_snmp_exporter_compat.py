@@ -76,7 +76,7 @@ def module_plan(agents: dict[str, AgentProcess]) -> list[tuple[str, str, str, st
 
 def legacy_copy(module: dict[str, Any], community: str) -> dict[str, Any]:
     """The module as snmp_exporter 0.21 wants it: credentials inside, no scale/offset."""
-    mod = yaml.safe_load(yaml.safe_dump(module))
+    mod: dict[str, Any] = yaml.safe_load(yaml.safe_dump(module))
     mod["version"] = 2
     mod["auth"] = {"community": community}
     for metric in mod["metrics"]:

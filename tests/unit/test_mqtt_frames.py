@@ -12,6 +12,7 @@ import paho.mqtt.client as paho_mqtt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from paho.mqtt.enums import CallbackAPIVersion
 
 from commandcentre.mqtt.aiomqtt_client import _FrameReader
 
@@ -49,7 +50,7 @@ class Wire:
         self.ours, self.theirs = socket.socketpair()
         self.ours.setblocking(False)
         self.client = paho_mqtt.Client(
-            paho_mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             protocol=paho_mqtt.MQTTv5 if v5 else paho_mqtt.MQTTv311,
         )
         self.client._sock = self.ours  # what connect() would have set

@@ -1150,7 +1150,7 @@ def test_problem_details_never_carry_the_payload() -> None:
 
 # --------------------------------------------------------------------------- properties
 
-PROFILE_SUBS = {
+PROFILE_SUBS: dict[str, dict[str, Any]] = {
     Z2M: {},
     "tasmota": {},
     "esphome": {},

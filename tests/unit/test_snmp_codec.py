@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pyasn1.codec.ber import decoder, encoder
+from pyasn1.codec.ber import decoder, encoder  # type: ignore[import-untyped]  # pyasn1: no stubs
 
 from commandcentre.snmp import codec
 from commandcentre.snmp.codec import (
@@ -65,7 +65,7 @@ VALUES: dict[SnmpType, st.SearchStrategy[Any]] = {
     SnmpType.NO_SUCH_INSTANCE: st.none(),
     SnmpType.END_OF_MIB_VIEW: st.none(),
 }
-V1_TYPES = [
+V1_TYPES: list[SnmpType] = [
     t
     for t in VALUES
     if t

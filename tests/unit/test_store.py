@@ -94,7 +94,7 @@ def test_drop_removes_a_key_and_its_series() -> None:
     assert store.series_count() == 1
 
 
-label_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=20)
+label_text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=20)
 
 
 @settings(max_examples=200, deadline=None)

@@ -3,6 +3,7 @@ notification, the inform's answer, and every refusal reason. No network."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -88,21 +89,14 @@ def test_object_identifier_values_are_dotted() -> None:
 
 def test_v3_authpriv_trap_from_a_pinned_engine() -> None:
     engine = bytes.fromhex("80001f8880aabbccdd01020304")
-    ok = decoder(users=(V3User(*[*vars_of(BOB)[:-1], engine]),)).decode(
+    ok = decoder(users=(dataclasses.replace(BOB, engine_id=engine),)).decode(
         captured("v3-bob-warmstart")
     )
     assert ok.notification is not None
     assert (ok.notification.version, ok.notification.principal) == ("v3", "bob_v3")
     assert ok.notification.trap_oid == oid("1.3.6.1.6.3.1.1.5.2")
-    other = V3User(*[*vars_of(BOB)[:-1], bytes.fromhex("80001f8880000000000000ffff")])
+    other = dataclasses.replace(BOB, engine_id=bytes.fromhex("80001f8880000000000000ffff"))
     assert decoder(users=(other,)).decode(captured("v3-bob-warmstart")).drop == "unknown_engine_id"
-
-
-def vars_of(u: V3User) -> list[object]:
-    return [
-        u.auth, u.username, u.auth_protocol, u.auth_password, u.priv_protocol,
-        u.priv_password, u.engine_id,
-    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pyasn1.type import univ
+from pyasn1.type import univ  # type: ignore[import-untyped]  # pyasn1: no stubs
 
 from commandcentre.snmp import codec, usm
 from commandcentre.snmp.codec import FLAG_AUTH, FLAG_PRIV, FLAG_REPORTABLE, Pdu, PduType
