@@ -23,6 +23,7 @@ import pytest
 import yaml
 from structlog.testing import capture_logs
 
+from commandcentre.daemon import Daemon
 from tests.integration.agents import free_tcp_port, free_udp_port
 from tests.integration.daemons import running_daemon
 from tests.integration.mosquitto import make_pki
@@ -260,6 +261,35 @@ async def test_tls_and_basic_auth(tmp_path: Path) -> None:
             assert secret not in str(logs)
 
 
+async def send_failed_self_test(port: int) -> None:
+    """An APC UPS's SNMPv1 "self-test failed" trap, as net-snmp's snmptrap sends it."""
+    rc, out = await run(
+        "snmptrap", "-v1", "-c", UPS_COMMUNITY, f"127.0.0.1:{port}", "1.3.6.1.4.1.318",
+        "127.0.0.1", "6", "3", "", MTRAPARGS_STRING_0, "s", "UPS: Failed self-test.",
+    )  # fmt: skip
+    assert rc == 0, out
+
+
+def posts(daemon: Daemon, result: str) -> float:
+    """The daemon's POSTs to Alertmanager with that result, all URLs together."""
+    poster = daemon.traps._poster
+    assert poster is not None
+    return sum(
+        s.value
+        for s in poster.samples()
+        if s.name.endswith("_posts_total") and ("result", result) in s.labels
+    )
+
+
+async def failed_posts(daemon: Daemon) -> float:
+    """Wait for a failed POST (Alertmanager being down) and return how many failed."""
+    deadline = time.monotonic() + 10
+    while posts(daemon, "failure") == 0:
+        assert time.monotonic() < deadline, "no failed post"
+        await asyncio.sleep(0.05)
+    return posts(daemon, "failure")
+
+
 async def test_posts_are_retried_until_alertmanager_is_up(tmp_path: Path) -> None:
     """Alertmanager down when the trap comes: the post fails, is retried with backoff,
     and the alert arrives once Alertmanager is up; the receiver meanwhile serves."""
@@ -268,25 +298,8 @@ async def test_posts_are_retried_until_alertmanager_is_up(tmp_path: Path) -> Non
     port = free_udp_port()
     config = write_config(tmp_path, port, alertmanager={"urls": [f"http://127.0.0.1:{am_port}"]})
     async with running_daemon(config) as (daemon, _):
-        rc, out = await run(
-            "snmptrap", "-v1", "-c", UPS_COMMUNITY, f"127.0.0.1:{port}", "1.3.6.1.4.1.318",
-            "127.0.0.1", "6", "3", "", MTRAPARGS_STRING_0, "s", "UPS: Failed self-test.",
-        )  # fmt: skip
-        assert rc == 0, out
-        poster = daemon.traps._poster
-        assert poster is not None
-
-        def posts(result: str) -> float:
-            return sum(
-                s.value
-                for s in poster.samples()
-                if s.name.endswith("_posts_total") and ("result", result) in s.labels
-            )
-
-        deadline = time.monotonic() + 10
-        while posts("failure") == 0:
-            assert time.monotonic() < deadline, "no failed post"
-            await asyncio.sleep(0.05)
+        await send_failed_self_test(port)
+        await failed_posts(daemon)
         # a trap from elsewhere is still taken while posts fail
         rc, out = await run(
             "snmpinform", "-v2c", "-c", "sw-c0mmunity-9", "-r", "0", "-t", "3",
@@ -300,7 +313,7 @@ async def test_posts_are_retried_until_alertmanager_is_up(tmp_path: Path) -> Non
             assert alert is not None
             assert alert["labels"]["target"] == "ups-hall"
             deadline = time.monotonic() + 5
-            while posts("success") == 0:
+            while posts(daemon, "success") == 0:
                 assert time.monotonic() < deadline, "the post that delivered it is not counted"
                 await asyncio.sleep(0.02)
 
@@ -315,32 +328,14 @@ async def test_alerts_waiting_for_alertmanager_survive_a_reload(tmp_path: Path) 
     url = f"http://127.0.0.1:{am_port}"
     config = write_config(tmp_path, port, alertmanager={"urls": [url]})
     async with running_daemon(config) as (daemon, _):
-        rc, out = await run(
-            "snmptrap", "-v1", "-c", UPS_COMMUNITY, f"127.0.0.1:{port}", "1.3.6.1.4.1.318",
-            "127.0.0.1", "6", "3", "", MTRAPARGS_STRING_0, "s", "UPS: Failed self-test.",
-        )  # fmt: skip
-        assert rc == 0, out
+        await send_failed_self_test(port)
         before = daemon.traps._poster
         assert before is not None
-
-        def failures() -> float:
-            poster = daemon.traps._poster
-            assert poster is not None
-            return sum(
-                s.value
-                for s in poster.samples()
-                if s.name.endswith("_posts_total") and ("result", "failure") in s.labels
-            )
-
-        deadline = time.monotonic() + 10
-        while failures() == 0:
-            assert time.monotonic() < deadline, "no failed post"
-            await asyncio.sleep(0.05)
-        failed = failures()
+        failed = await failed_posts(daemon)
         write_config(tmp_path, port, alertmanager={"urls": [url], "resend_interval": "2m"})
         assert await daemon.reload() == []
         assert daemon.traps._poster is not before, "the reload made a new poster"
-        assert failures() >= failed
+        assert posts(daemon, "failure") >= failed
         with alertmanager(tmp_path / "am", port=am_port):
             alert = await wait_alert(url, "upsDiagnosticsFailed", present=True, limit=40)
             assert alert is not None
