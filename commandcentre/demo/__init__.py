@@ -36,6 +36,11 @@ log = structlog.get_logger("commandcentre.demo")
 
 DATA_DIR = Path(__file__).with_name("data")
 REPO_MODULES = Path(__file__).resolve().parents[2] / "config" / "snmp"
+# The banner's example traps: UPS-MIB upsTrapAlarmEntryAdded and ...Removed, with
+# upsAlarmDescr (alarm 1) = upsAlarmOutputOverload. From the first device's
+# community: all devices share 127.0.0.1, and a sender's address names one target.
+ALARM_ADDED, ALARM_REMOVED = "1.3.6.1.2.1.33.2.0.3", "1.3.6.1.2.1.33.2.0.4"
+OVERLOAD_ALARM = "1.3.6.1.2.1.33.1.6.2.1.2.1 o 1.3.6.1.2.1.33.1.6.3.8"
 
 # device (community = recording name) -> modules to poll, room label
 DEVICES: dict[str, tuple[list[str], str]] = {
@@ -59,9 +64,19 @@ def _snmpsim_command() -> str:
 
 
 def demo_config(
-    workdir: Path, agent_port: int, listen: str, interval: str, broker: DemoBroker | None = None
+    workdir: Path,
+    agent_port: int,
+    listen: str,
+    interval: str,
+    broker: DemoBroker | None = None,
+    *,
+    trap_port: int | None = None,
 ) -> Path:
-    """Write the demo's config file and return its path."""
+    """Write the demo's config file and return its path.
+
+    The trap receiver listens on ``127.0.0.1:trap_port`` (a free UDP port if not
+    given) and accepts each simulated device's community; the devices themselves
+    send no traps (snmpsim cannot), the banner says how to send one."""
     if not REPO_MODULES.is_dir():
         raise SystemExit(f"the shipped SNMP modules are missing: {REPO_MODULES}")
     module_files = sorted(str(p) for p in REPO_MODULES.glob("*.yml"))
@@ -88,6 +103,11 @@ def demo_config(
                 "labels": {"site": "demo"},
             },
             "targets": targets,
+            "traps": {
+                "listen": f"127.0.0.1:{trap_port or free_port(socket.SOCK_DGRAM)}",
+                "table_files": [str(REPO_MODULES / "traps" / "*.yml")],
+                "accept": [{"auth": name} for name in DEVICES],
+            },
         },
     }
     if broker is not None:
@@ -216,7 +236,8 @@ def run_demo(listen: str, interval: str) -> int:
                 print(f"commandcentre demo: {e}", file=sys.stderr)
                 return 1
             asyncio.run(_wait_for_agent(port, proc, workdir))
-            path = demo_config(workdir, port, listen, interval, broker)
+            trap_port = free_port(socket.SOCK_DGRAM)
+            path = demo_config(workdir, port, listen, interval, broker, trap_port=trap_port)
             try:
                 config = load_config(path)
             except ConfigError as e:  # a bug in the shipped demo, not user input
@@ -231,6 +252,12 @@ def run_demo(listen: str, interval: str) -> int:
                 f"  status page  {base}/\n"
                 f"  metrics      {base}/metrics\n"
                 f"  probe        {base}/snmp?target=ups-rfc1628&module=ups_mib\n"
+                f"  traps        UDP 127.0.0.1:{trap_port}; an overload alarm on "
+                "ups-rfc1628, then its end:\n"
+                f"    snmptrap -v2c -c ups-rfc1628 127.0.0.1:{trap_port} '' "
+                f"{ALARM_ADDED} {OVERLOAD_ALARM}\n"
+                f"    snmptrap -v2c -c ups-rfc1628 127.0.0.1:{trap_port} '' "
+                f"{ALARM_REMOVED} {OVERLOAD_ALARM}\n"
                 f"  config       {path}\n"
                 "Press Ctrl-C to stop.\n",
                 file=sys.stderr,

@@ -36,6 +36,7 @@ import json
 import math
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -55,6 +56,7 @@ from commandcentre.demo.broker import BrokerUnavailableError, DemoBroker, run_de
 from commandcentre.demo.sensors import SensorRoom
 from tests.integration.agents import free_tcp_port, probe
 from tests.integration.daemons import running_daemon
+from tests.integration.test_traps import v2c_trap
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -95,6 +97,9 @@ EMPTY_IN_HEALTHY_DEMO = {
     ("power.json", "Rack PDU phase voltage"): "the demo has no rack PDU (rPDU2)",
     ("wall-overview.json", "Trap states"): "only traps in effect: none in a healthy room "
     "(tests/integration/test_traps.py sends them)",
+    ("collector-health.json", "Trap datagrams refused"): "`> 0`: shows only refusals",
+    ("collector-health.json", "Trap alerts to Alertmanager"): "the demo has no Alertmanager "
+    "(tests/integration/test_traps_alertmanager.py has one)",
 }
 SCRAPES_BEFORE_DASHBOARDS = 16  # samples in the last 20 s: every [15s] window has data
 
@@ -382,6 +387,11 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
                 # publish_sensors reads REPORT_INTERVAL at every round: patched for good
                 exits.enter_context(patched_report_interval())
                 sensors = asyncio.create_task(demo.publish_sensors(broker, room))
+                # a UPS restarting: its coldStart trap gives the trap panels data
+                assert daemon.traps.bound is not None
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    cold_start = v2c_trap("ups-rfc1628", (1, 3, 6, 1, 6, 3, 1, 1, 5, 1), 1)
+                    s.sendto(cold_start, ("127.0.0.1", daemon.traps.bound[1]))
 
                 prometheus, prom_url = start_prometheus(workdir, daemon_address)
                 st = Stack(
