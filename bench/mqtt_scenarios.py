@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -125,14 +126,24 @@ def _self_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("commandcentre_mqtt_")]
 
 
-def _wait_cc_seen(cc: Service, processed: float, limit: float = 600.0) -> None:
-    """Until commandcentre has processed ``processed`` messages in all."""
+def _wait_reaches(count: Callable[[], float], n: float, failure: str, limit: float) -> None:
+    """Until ``count()`` is at least ``n``, checked every 0.25 s; else RuntimeError."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        if _cc_counter(cc, "commandcentre_mqtt_messages_total") >= processed:
+        if count() >= n:
             return
         time.sleep(0.25)
-    raise RuntimeError(f"commandcentre processed fewer than {processed:.0f} messages")
+    raise RuntimeError(failure)
+
+
+def _wait_cc_seen(cc: Service, processed: float, limit: float = 600.0) -> None:
+    """Until commandcentre has processed ``processed`` messages in all."""
+    _wait_reaches(
+        lambda: _cc_counter(cc, "commandcentre_mqtt_messages_total"),
+        processed,
+        f"commandcentre processed fewer than {processed:.0f} messages",
+        limit,
+    )
 
 
 # --------------------------------------------------------------------------- scenario 4
@@ -183,21 +194,21 @@ def scrape(settings: Settings, workdir: Path) -> list[Scenario]:
 
 
 def _wait_cc_series(cc: Service, n: int, limit: float = 120.0) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if _cc_counter(cc, "commandcentre_mqtt_series") >= n:
-            return
-        time.sleep(0.25)
-    raise RuntimeError(f"commandcentre did not reach {n} MQTT series")
+    _wait_reaches(
+        lambda: _cc_counter(cc, "commandcentre_mqtt_series"),
+        n,
+        f"commandcentre did not reach {n} MQTT series",
+        limit,
+    )
 
 
 def _wait_series(svc: Service, metric: str, n: int, limit: float = 120.0) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if len(samples(http_get(f"{svc.url}/metrics").decode(), metric)) >= n:
-            return
-        time.sleep(0.25)
-    raise RuntimeError(f"{svc.proc.name} did not reach {n} {metric} series")
+    _wait_reaches(
+        lambda: len(samples(http_get(f"{svc.url}/metrics").decode(), metric)),
+        n,
+        f"{svc.proc.name} did not reach {n} {metric} series",
+        limit,
+    )
 
 
 class _StallProbe:

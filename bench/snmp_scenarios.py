@@ -30,17 +30,8 @@ MIB = 1024 * 1024
 
 
 def _cc_auth(version: int) -> dict[str, Any]:
-    if version == 2:
-        return {"version": 2, "community": COMMUNITY}
-    return {
-        "version": 3,
-        "username": V3.name,
-        "security_level": "authPriv",
-        "auth_protocol": V3.auth_protocol,
-        "password": V3.auth_password,
-        "priv_protocol": V3.priv_protocol,
-        "priv_password": V3.priv_password,
-    }
+    """commandcentre's auth: snmp_exporter's fields, with the version given."""
+    return {"version": version, **_exporter_auth(version)}
 
 
 def _exporter_auth(version: int) -> dict[str, Any]:
