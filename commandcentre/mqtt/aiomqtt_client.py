@@ -276,6 +276,21 @@ class _Limiter:
         return False
 
 
+def _in_packet(command: int, length: int, packet: bytes) -> paho_mqtt._InPacket:
+    """paho's read state with one whole packet read (``command`` 0: none, as paho
+    leaves it between packets)."""
+    return {
+        "command": command,
+        "have_remaining": 1 if command else 0,
+        "remaining_count": [],
+        "remaining_mult": 1,
+        "remaining_length": length,
+        "packet": bytearray(packet),
+        "to_process": 0,
+        "pos": 0,
+    }
+
+
 class _FrameReader:
     """The read side of a connected paho client, for speed: one ``recv`` per wake-up,
     PUBLISH frames (QoS 0/1) cut out of the buffer here, every other packet given to
@@ -428,31 +443,13 @@ class _FrameReader:
     def _to_paho(self, command: int, length: int, packet: bytes) -> bool:
         """paho's handler for one whole packet; False if it ended the connection."""
         paho = self._paho
-        paho._in_packet = {
-            "command": command,
-            "have_remaining": 1,
-            "remaining_count": [],
-            "remaining_mult": 1,
-            "remaining_length": length,
-            "packet": bytearray(packet),
-            "to_process": 0,
-            "pos": 0,
-        }
+        paho._in_packet = _in_packet(command, length, packet)
         try:
             rc = paho._packet_handle()
         except Exception:  # noqa: BLE001 - paho's MalformedPacket and friends
             rc = paho_mqtt.MQTT_ERR_PROTOCOL
         finally:
-            paho._in_packet = {
-                "command": 0,
-                "have_remaining": 0,
-                "remaining_count": [],
-                "remaining_mult": 1,
-                "remaining_length": 0,
-                "packet": bytearray(b""),
-                "to_process": 0,
-                "pos": 0,
-            }
+            paho._in_packet = _in_packet(0, 0, b"")
         if rc:
             self._buf = b""
             paho._loop_rc_handle(rc)
