@@ -24,7 +24,7 @@ from commandcentre.demo.processes import stop_process
 from commandcentre.snmp import fast_client
 from commandcentre.snmp.fast_client import FastSnmpClient
 from commandcentre.snmp.pysnmp_client import PysnmpClient
-from commandcentre.snmp.types import ErrorReason, Oid, RequestOptions, SnmpError, SnmpType
+from commandcentre.snmp.types import ErrorReason, RequestOptions, SnmpError, SnmpType
 from commandcentre.snmp.usm import EngineClock
 from tests.integration.agents import (
     SNMPD,
@@ -40,15 +40,17 @@ from tests.integration.agents import (
     run_snmpd,
     snmpd_config,
 )
-from tests.integration.test_pysnmp_client import netsnmp_walk
+from tests.integration.test_pysnmp_client import (
+    FAST,
+    IF_TABLE,
+    SYS_DESCR,
+    SYS_UPTIME,
+    SYSTEM,
+    netsnmp_walk,
+)
 
 pytestmark = pytest.mark.integration
 
-SYSTEM: Oid = (1, 3, 6, 1, 2, 1, 1)
-IF_TABLE: Oid = (1, 3, 6, 1, 2, 1, 2, 2)
-SYS_DESCR: Oid = (*SYSTEM, 1, 0)
-SYS_UPTIME: Oid = (*SYSTEM, 3, 0)
-FAST = RequestOptions(timeout=1.0, retries=1)
 V2 = Auth(version=2, community=Secret(SNMPD_COMMUNITY))
 
 # Protocols the shared tests' snmpd users do not cover (net-snmp: AES-192/256 are
