@@ -54,8 +54,9 @@ from commandcentre import demo
 from commandcentre.daemon import Daemon
 from commandcentre.demo.broker import BrokerUnavailableError, DemoBroker, run_demo_broker
 from commandcentre.demo.sensors import SensorRoom
-from tests.integration.agents import free_tcp_port, probe
+from tests.integration.agents import probe
 from tests.integration.daemons import running_daemon
+from tests.integration.prometheus import PROMETHEUS, run_prometheus
 from tests.integration.test_traps import v2c_trap
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -64,7 +65,6 @@ REPO = Path(__file__).resolve().parents[2]
 PROM_DIR = REPO / "config" / "prometheus"
 SNMP_MODULE_DIR = REPO / "config" / "snmp"
 RULE_FILES = sorted((PROM_DIR / "rules").glob("*.yml"))
-PROMETHEUS = shutil.which("prometheus")
 PROMTOOL = shutil.which("promtool")
 SNMPSET = shutil.which("snmpset")
 
@@ -310,22 +310,7 @@ def start_prometheus(workdir: Path, daemon_address: str) -> tuple[subprocess.Pop
         (conf_dir / "rules" / path.name).write_text(shortened_rules(path.read_text(), path.name))
     conf = conf_dir / "prometheus.yml"
     conf.write_text(yaml.safe_dump(prometheus_config(daemon_address), sort_keys=False))
-    port = free_tcp_port()
-    with (workdir / "prometheus.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                PROMETHEUS,
-                f"--config.file={conf}",
-                f"--storage.tsdb.path={workdir / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--web.enable-lifecycle",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=workdir,
-        )
-    return proc, f"http://127.0.0.1:{port}"
+    return run_prometheus(conf, workdir, "--web.enable-lifecycle")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

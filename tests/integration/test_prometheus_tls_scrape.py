@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -19,12 +17,10 @@ import yaml
 
 from commandcentre.demo.processes import stop_process
 from commandcentre.webconfig import WebConfigWatcher, load_web_config
-from tests.integration.agents import free_tcp_port
 from tests.integration.daemons import running_daemon
 from tests.integration.mosquitto import make_pki
+from tests.integration.prometheus import PROMETHEUS, run_prometheus
 from tests.integration.test_web_security import SERVER_NAME, bcrypt_hash, daemon_config
-
-PROMETHEUS = shutil.which("prometheus")
 
 pytestmark = [
     pytest.mark.integration,
@@ -42,24 +38,6 @@ def job(name: str, address: str, pki_dir: Path, password_file: Path) -> dict[str
         "basic_auth": {"username": "prometheus", "password_file": str(password_file)},
         "static_configs": [{"targets": [address]}],
     }
-
-
-def start_prometheus(conf: Path, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    assert PROMETHEUS is not None
-    port = free_tcp_port()
-    with (workdir / "prometheus.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                PROMETHEUS,
-                f"--config.file={conf}",
-                f"--storage.tsdb.path={workdir / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    return proc, f"http://127.0.0.1:{port}"
 
 
 async def targets(session: aiohttp.ClientSession, prom: str) -> dict[str, dict[str, Any]]:
@@ -98,7 +76,7 @@ async def test_prometheus_scrapes_over_tls_with_basic_auth(tmp_path: Path) -> No
                 }
             )
         )
-        proc, prom = start_prometheus(conf, tmp_path)
+        proc, prom = run_prometheus(conf, tmp_path)
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as s:
                 deadline = time.monotonic() + 60
