@@ -337,14 +337,17 @@ async def test_web_config_changes_apply_without_restart_and_broken_ones_keep_the
         )
         ctx = client_context(pki)
 
-        async def tls_works() -> bool:
-            try:
-                r = await request(https(base) + "/metrics", ctx=ctx, auth=(USER, new_pw))
-            except aiohttp.ClientError:
-                return False
-            return r.status == 200
+        def serves_tls_with(password: str) -> Callable[[], Awaitable[bool]]:
+            async def check() -> bool:
+                try:
+                    r = await request(https(base) + "/metrics", ctx=ctx, auth=(USER, password))
+                except aiohttp.ClientError:
+                    return False
+                return r.status == 200
 
-        await eventually(tls_works, "the listener to serve TLS")
+            return check
+
+        await eventually(serves_tls_with(new_pw), "the listener to serve TLS")
 
         # 3. a broken file: logged and counted once, the running config stays
         failures = daemon.web.record.reloads["failure"] if daemon.web else -1
@@ -374,15 +377,7 @@ async def test_web_config_changes_apply_without_restart_and_broken_ones_keep_the
         write_web_config(
             web, tls_server_config=tls_section(pki), basic_auth_users={USER: bcrypt_hash(old_pw)}
         )
-
-        async def fixed() -> bool:
-            try:
-                r = await request(https(base) + "/metrics", ctx=ctx, auth=(USER, old_pw))
-            except aiohttp.ClientError:
-                return False
-            return r.status == 200
-
-        await eventually(fixed, "the repaired file to apply")
+        await eventually(serves_tls_with(old_pw), "the repaired file to apply")
 
 
 async def test_a_renewed_certificate_is_served_to_new_connections(tmp_path: Path) -> None:
