@@ -35,7 +35,6 @@ BrokerKind = Literal["mosquitto", "amqtt"]
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 10.0  # seconds for the broker to accept connections
-STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
 _PORT_ATTEMPTS = 3  # a free port can be taken between choosing and binding it
 
 # Runs amqtt in its own process until SIGTERM: listeners and anonymous access only,
@@ -172,7 +171,7 @@ def run_demo_broker(workdir: Path, *, prefer: BrokerKind | None = None) -> Itera
                     return
                 status = proc.poll()
             finally:
-                stop_process(proc, STOP_TIMEOUT)
+                stop_process(proc)
             with log_path.open("rb") as f:
                 f.seek(offset)
                 output = f.read().decode(errors="replace").strip()

@@ -53,6 +53,7 @@ import yaml
 from commandcentre import demo
 from commandcentre.daemon import Daemon
 from commandcentre.demo.broker import BrokerUnavailableError, DemoBroker, run_demo_broker
+from commandcentre.demo.processes import stop_process
 from commandcentre.demo.sensors import SensorRoom
 from tests.integration.agents import probe
 from tests.integration.daemons import running_daemon
@@ -313,16 +314,6 @@ def start_prometheus(workdir: Path, daemon_address: str) -> tuple[subprocess.Pop
     return run_prometheus(conf, workdir, "--web.enable-lifecycle")
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
 def night_start() -> float:
     """The simulation's start: now, but shifted so the room's clock reads 03:00 UTC
     today. The door opens a few times a day in working hours on its own schedule;
@@ -407,7 +398,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
                 yield st
             finally:
                 if prometheus is not None:
-                    await asyncio.to_thread(stop, prometheus)
+                    await asyncio.to_thread(stop_process, prometheus, 10.0)
                 if sensors is not None:
                     sensors.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -697,7 +688,7 @@ async def test_devices_down_fire_deviceunreachable_and_siteunreachable(healthy: 
     """Last: stops snmpsim for good."""
     st = healthy
     t0 = time.monotonic()
-    await asyncio.to_thread(stop, st.snmpsim)
+    await asyncio.to_thread(stop_process, st.snmpsim, 10.0)
     site = await st.watch_alert("SiteUnreachable", {"site": "demo"}, t0, 30)
     devices = {}
     for target in ("ups-rfc1628", "ups-apc", "switch-24"):
